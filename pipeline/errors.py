@@ -1,0 +1,128 @@
+"""Exceptions that carry data and build their own one-line message.
+
+Every message starts with the location it is about (``specs/api.hcl:12:3: ...``,
+or a store path / image reference), so a user can jump straight to it.
+The CLI prints ``str(exc)`` and exits with ``exc.exit_code``; no tracebacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A position in a spec file (1-based line and column; 0 means unknown)."""
+
+    file: str
+    line: int = 0
+    col: int = 0
+
+    def __str__(self) -> str:
+        if self.line and self.col:
+            return f"{self.file}:{self.line}:{self.col}"
+        if self.line:
+            return f"{self.file}:{self.line}"
+        return self.file
+
+
+class PipelineError(Exception):
+    """Base of every error the CLI reports as one line. Exit status 1."""
+
+    exit_code = 1
+
+
+class SpecError(PipelineError):
+    """Bad input in a spec or Dockerfile. Exit status 2.
+
+    ``str()`` is ``"<loc>: <block>: <message> (did you mean "<hint>"?)"``, parts
+    left out when absent.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        loc: Location | None,
+        message: str,
+        block: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.loc = loc
+        self.message = message
+        self.block = block
+        self.hint = hint
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        parts = []
+        if self.loc is not None:
+            parts.append(str(self.loc))
+        if self.block:
+            parts.append(self.block)
+        text = self.message
+        if self.hint:
+            text += f' (did you mean "{self.hint}"?)'
+        parts.append(text)
+        return ": ".join(parts)
+
+
+class UsageError(PipelineError):
+    """Bad command-line input (unknown app, bad --set). Exit status 2."""
+
+    exit_code = 2
+
+
+class UnsafePathError(PipelineError):
+    """A path from a tarball, build context or spec that would escape its root."""
+
+    def __init__(self, where: str, path: str, reason: str) -> None:
+        self.where = where
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{where}: refused path {path!r}: {reason}")
+
+
+class StoreError(PipelineError):
+    """The store is missing something, or holds bytes that fail verification."""
+
+
+class SandboxError(PipelineError):
+    """The sandbox could not be set up (missing overlayfs, not root, ...)."""
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """Why one build step failed: enough to print a useful error."""
+
+    apps: tuple[str, ...]
+    step: str
+    loc: Location | None
+    exit_code: int | None
+    output_tail: tuple[str, ...]
+    reason: str = ""
+
+    def render(self) -> str:
+        where = f"{self.loc}: " if self.loc else ""
+        apps = ", ".join(self.apps) or "-"
+        status = f"exit code {self.exit_code}" if self.exit_code is not None else self.reason
+        lines = [f"{where}step {self.step!r} failed ({status}); apps: {apps}"]
+        lines.extend(f"    | {line}" for line in self.output_tail)
+        return "\n".join(lines)
+
+
+class BuildFailed(PipelineError):
+    """One or more steps failed; other branches finished."""
+
+    def __init__(self, failures: Sequence[StepFailure]) -> None:
+        self.failures = tuple(failures)
+        super().__init__("\n".join(f.render() for f in self.failures))
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str | None:
+    """The closest of ``choices`` to ``word``, or None when nothing is close."""
+    import difflib
+
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None

@@ -1,0 +1,117 @@
+"""Lowering of declarative ``app`` blocks to ordered steps. Pure.
+
+The compiler decides the layers, most shared first::
+
+    base -> system packages (apt) -> language packages (pip) -> source -> metadata
+
+Package lists are sets: sorted and deduplicated, so two apps asking for the same
+packages in any order produce the same step, hence the same cache key and one node.
+Metadata (workdir, env, user, expose, labels, entrypoint, cmd) comes last and makes
+no layer, so it never invalidates a shared layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pipeline.errors import Location
+from pipeline.model import BaseRef, Copy, ImageDef, Meta, Mount, Pairs, Run, Step
+
+APT_TEMPLATE = (
+    "apt-get update"
+    " && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {packages}"
+    " && rm -rf /var/lib/apt/lists/*"
+)
+PIP_TEMPLATE = (
+    "python3 -m pip install --disable-pip-version-check --root-user-action=ignore"
+    " --break-system-packages {packages}"
+)
+PIP_CACHE = Mount(type="cache", target="/root/.cache/pip", id="pip")
+DEFAULT_APP_WORKDIR = "/app"
+
+
+@dataclass(frozen=True)
+class AppFields:
+    """The evaluated attributes of an ``app`` block (after ``inherits``/``matrix``)."""
+
+    id: str
+    base: BaseRef
+    apt: tuple[str, ...] = ()
+    pip: tuple[str, ...] = ()
+    source: str = ""  # absolute path of the build context, "" for none
+    ignore: tuple[str, ...] = ()  # patterns from the context's ignore file
+    workdir: str = ""
+    env: Pairs = ()
+    user: str = ""
+    expose: tuple[str, ...] = ()
+    labels: Pairs = ()
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    tags: tuple[str, ...] = ()
+    loc: Location | None = None
+    apt_loc: Location | None = None
+    pip_loc: Location | None = None
+    source_loc: Location | None = None
+
+
+def package_set(names: Iterable[str]) -> tuple[str, ...]:
+    """Sorted, deduplicated, whitespace-stripped package names; empty names dropped."""
+    return tuple(sorted({n.strip() for n in names if n.strip()}))
+
+
+def normalise_port(port: str | int) -> str:
+    """``8080`` -> ``"8080/tcp"``; ``"53/udp"`` stays. Raises ValueError on junk."""
+    text = str(port).strip().lower()
+    number, _, proto = text.partition("/")
+    proto = proto or "tcp"
+    if not number.isdigit() or not 0 < int(number) < 65536 or proto not in ("tcp", "udp", "sctp"):
+        raise ValueError(f"not a port: {port!r}")
+    return f"{int(number)}/{proto}"
+
+
+def lower_app(app: AppFields) -> ImageDef:
+    """The ImageDef for an app: apt, pip and source layers, then metadata."""
+    steps: list[Step] = []
+    apt = package_set(app.apt)
+    if apt:
+        steps.append(Run(APT_TEMPLATE.format(packages=" ".join(apt)), loc=app.apt_loc))
+    pip = package_set(app.pip)
+    if pip:
+        steps.append(
+            Run(PIP_TEMPLATE.format(packages=" ".join(pip)), mounts=(PIP_CACHE,), loc=app.pip_loc)
+        )
+    workdir = app.workdir or (DEFAULT_APP_WORKDIR if app.source else "")
+    if app.source:
+        steps.append(
+            Copy(
+                sources=(".",),
+                dest=workdir.rstrip("/") + "/",
+                context=app.source,
+                ignore=app.ignore,
+                loc=app.source_loc,
+            )
+        )
+    steps.extend(_metadata(app, workdir))
+    return ImageDef(
+        id=app.id, base=app.base, steps=tuple(steps), tags=app.tags, is_app=True, loc=app.loc
+    )
+
+
+def _metadata(app: AppFields, workdir: str) -> Sequence[Meta]:
+    out: list[Meta] = []
+    if workdir:
+        out.append(Meta("workdir", workdir, app.loc))
+    if app.env:
+        out.append(Meta("env", app.env, app.loc))
+    if app.user:
+        out.append(Meta("user", app.user, app.loc))
+    if app.expose:
+        out.append(Meta("expose", tuple(sorted(set(app.expose))), app.loc))
+    if app.labels:
+        out.append(Meta("labels", app.labels, app.loc))
+    if app.entrypoint is not None:
+        out.append(Meta("entrypoint", app.entrypoint, app.loc))
+    if app.cmd is not None:
+        out.append(Meta("cmd", app.cmd, app.loc))
+    return out
