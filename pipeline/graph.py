@@ -1,0 +1,466 @@
+"""The compiler: a Fleet becomes one merged layer DAG. Pure; the only networkx importer.
+
+Every RUN and COPY step becomes a node whose key is the SHA-256 of a canonical
+encoding of its parent's key, the normalised step, and what the step can observe
+(env, workdir, user for RUN; workdir and the copied content digest for COPY).
+Metadata steps change the image config and feed later keys but make no node.
+Nodes with equal keys are one node; every node knows which outputs use it.
+
+The compiler does no I/O: base images are looked up through the ``bases`` mapping
+(resolved by the caller from the store) and build contexts are hashed through the
+``copy_digest`` callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import networkx as nx
+
+from pipeline.digest import key_of
+from pipeline.errors import SpecError
+from pipeline.model import BaseRef, Copy, Fleet, ImageDef, Meta, Pairs, Run
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+KEY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """The runtime part of an OCI image config, as immutable values."""
+
+    env: Pairs = ()
+    workdir: str = ""
+    user: str = ""
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    expose: tuple[str, ...] = ()
+    labels: Pairs = ()
+
+    def apply(self, meta: Meta) -> ImageConfig:
+        """The config after one metadata step (Docker semantics)."""
+        v = meta.value
+        if meta.field == "env":
+            return replace(self, env=_merge_pairs(self.env, _pairs(v)))
+        if meta.field == "labels":
+            return replace(self, labels=_merge_pairs(self.labels, _pairs(v)))
+        if meta.field == "workdir":
+            assert isinstance(v, str)
+            return replace(self, workdir=join_path(self.workdir or "/", v))
+        if meta.field == "user":
+            assert isinstance(v, str)
+            return replace(self, user=v)
+        if meta.field == "entrypoint":
+            return replace(self, entrypoint=_strings(v), cmd=None)
+        if meta.field == "cmd":
+            return replace(self, cmd=_strings(v))
+        if meta.field == "expose":
+            return replace(self, expose=tuple(sorted(set(self.expose) | set(_strings(v)))))
+        raise ValueError(f"unknown metadata field {meta.field!r}")
+
+    def env_dict(self) -> dict[str, str]:
+        return dict(self.env)
+
+    def run_env(self, extra: Pairs = ()) -> Pairs:
+        """The environment a RUN step sees: the image env, step-only vars, and PATH."""
+        env = dict(self.env)
+        env.update(extra)
+        env.setdefault("PATH", DEFAULT_PATH)
+        return tuple(sorted(env.items()))
+
+    def to_oci(self) -> dict[str, Any]:
+        """The ``config`` object of an OCI image config (only fields that are set)."""
+        out: dict[str, Any] = {}
+        if self.env:
+            out["Env"] = [f"{k}={v}" for k, v in self.env]
+        if self.entrypoint is not None:
+            out["Entrypoint"] = list(self.entrypoint)
+        if self.cmd is not None:
+            out["Cmd"] = list(self.cmd)
+        if self.workdir:
+            out["WorkingDir"] = self.workdir
+        if self.user:
+            out["User"] = self.user
+        if self.expose:
+            out["ExposedPorts"] = {p: {} for p in self.expose}
+        if self.labels:
+            out["Labels"] = dict(self.labels)
+        return out
+
+    @classmethod
+    def from_oci(cls, config: Mapping[str, Any]) -> ImageConfig:
+        """Read the ``config`` object of an OCI image config."""
+        env = []
+        for item in config.get("Env") or ():
+            k, _, v = str(item).partition("=")
+            env.append((k, v))
+        ep = config.get("Entrypoint")
+        cmd = config.get("Cmd")
+        return cls(
+            env=tuple(env),
+            workdir=str(config.get("WorkingDir") or ""),
+            user=str(config.get("User") or ""),
+            entrypoint=tuple(ep) if ep is not None else None,
+            cmd=tuple(cmd) if cmd is not None else None,
+            expose=tuple(sorted(config.get("ExposedPorts") or {})),
+            labels=tuple(sorted((config.get("Labels") or {}).items())),
+        )
+
+
+def _pairs(v: object) -> Pairs:
+    assert isinstance(v, tuple)
+    return tuple((str(a), str(b)) for a, b in v)  # type: ignore[misc]
+
+
+def _strings(v: object) -> tuple[str, ...]:
+    if isinstance(v, str):
+        return (v,)
+    assert isinstance(v, tuple)
+    return tuple(str(x) for x in v)
+
+
+def _merge_pairs(old: Pairs, new: Pairs) -> Pairs:
+    merged = dict(old)
+    merged.update(new)
+    return tuple(merged.items())
+
+
+def join_path(base: str, path: str) -> str:
+    """``path`` made absolute against ``base``, normalised, never above ``/``."""
+    parts: list[str] = []
+    full = path if path.startswith("/") else f"{base.rstrip('/')}/{path}"
+    for part in full.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    return "/" + "/".join(parts)
+
+
+@dataclass(frozen=True)
+class ResolvedBase:
+    """A base image found in the store: its manifest digest, config and layers."""
+
+    ref: str
+    manifest_digest: str
+    config: ImageConfig
+    diff_ids: tuple[str, ...]
+    history: tuple[tuple[str, bool], ...] = ()  # (created_by, empty_layer)
+
+
+NodeKind = Literal["base", "run", "copy"]
+
+
+@dataclass(frozen=True)
+class LayerNode:
+    """One node of the DAG: a base image, or one RUN/COPY layer."""
+
+    key: str
+    kind: NodeKind
+    parent: str | None
+    label: str
+    step: Run | Copy | None = None
+    env: Pairs = ()
+    workdir: str = "/"
+    user: str = ""
+    base: BaseRef | None = None
+    resolved: bool = True
+    base_digest: str = ""
+    copy_from: str | None = None  # key of the image top node a COPY --from reads
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    created_by: str
+    empty_layer: bool
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """What one ImageDef compiles to: its chain of nodes (base first) and config."""
+
+    id: str
+    nodes: tuple[str, ...]
+    config: ImageConfig
+    history: tuple[HistoryEntry, ...]
+    tags: tuple[str, ...]
+    is_output: bool
+    base: ResolvedBase | None = None
+
+    @property
+    def top(self) -> str | None:
+        return self.nodes[-1] if self.nodes else None
+
+
+@dataclass(frozen=True)
+class Summary:
+    apps: int
+    steps: int
+    unique: int
+    shared: int
+    unresolved: tuple[str, ...]
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.apps} apps, {self.steps} steps -> {self.unique} unique layer nodes, "
+            f"{self.shared} shared by 2+ apps"
+        )
+        if self.unresolved:
+            text += f"; unresolved bases: {', '.join(self.unresolved)}"
+        return text
+
+
+@dataclass(frozen=True)
+class BuildGraph:
+    """The merged DAG. ``graph`` nodes are keys with attributes ``node`` (LayerNode)
+    and ``apps`` (frozenset of output ids); edges run parent -> child. Treat as
+    read-only."""
+
+    graph: nx.DiGraph
+    images: Mapping[str, ImagePlan]
+    outputs: tuple[str, ...] = field(default=())
+
+    def node(self, key: str) -> LayerNode:
+        return self.graph.nodes[key]["node"]  # type: ignore[no-any-return]
+
+    def apps_of(self, key: str) -> frozenset[str]:
+        return self.graph.nodes[key]["apps"]  # type: ignore[no-any-return]
+
+    def order(self) -> list[str]:
+        """All node keys in a deterministic topological order."""
+        return list(nx.lexicographical_topological_sort(self.graph))
+
+    def closure(self, image_ids: Iterable[str]) -> set[str]:
+        """Every node the given images need (their chains and COPY --from inputs)."""
+        need: set[str] = set()
+        for image_id in image_ids:
+            for key in self.images[image_id].nodes:
+                need.add(key)
+                need |= nx.ancestors(self.graph, key)
+        return need
+
+    def summary(self) -> Summary:
+        steps = sum(len(self.images[i].nodes) for i in self.outputs)
+        used = self.closure(self.outputs)
+        shared = sum(1 for k in used if len(self.apps_of(k)) >= 2)
+        unresolved = sorted(
+            {
+                n.base.ref
+                for k in used
+                if (n := self.node(k)).kind == "base" and not n.resolved and n.base
+            }
+        )
+        return Summary(len(self.outputs), steps, len(used), shared, tuple(unresolved))
+
+
+CopyDigest = Callable[[Copy], str]
+
+
+def step_label(step: Run | Copy) -> str:
+    """The ``created_by`` text of a step, as ``docker history`` shows it."""
+    if isinstance(step, Run):
+        cmd = step.command if isinstance(step.command, str) else _json_list(step.command)
+        return f"RUN {cmd}"
+    src = " ".join(step.sources)
+    flags = f"--from={step.from_image} " if step.from_image else ""
+    if step.chown:
+        flags += f"--chown={step.chown} "
+    if step.chmod:
+        flags += f"--chmod={step.chmod} "
+    return f"COPY {flags}{src} {step.dest}"
+
+
+def meta_label(meta: Meta) -> str:
+    v = meta.value
+    if meta.field in ("env", "labels"):
+        text = " ".join(f"{k}={val}" for k, val in _pairs(v))
+    elif isinstance(v, tuple):
+        text = _json_list(v)
+    else:
+        text = str(v)
+    return f"{meta.field.upper()} {text}"
+
+
+def _json_list(items: tuple[str, ...]) -> str:
+    import json
+
+    return json.dumps(list(items))
+
+
+def compile_fleet(
+    fleet: Fleet,
+    bases: Mapping[str, ResolvedBase],
+    copy_digest: CopyDigest,
+    outputs: Iterable[str] | None = None,
+) -> BuildGraph:
+    """Compile ``fleet`` into one merged BuildGraph.
+
+    ``bases`` maps a BaseRef.ref (for store/registry/oci bases) to what the store knows
+    about it; a missing entry makes an *unresolved* base node whose key is derived
+    from the reference text, flagged so that ``plan`` can say so and ``build`` can
+    refuse. ``outputs`` limits which images are compiled (default: fleet.outputs()).
+    """
+    compiler = _Compiler(fleet, bases, copy_digest)
+    wanted = tuple(outputs) if outputs is not None else fleet.outputs()
+    for image_id in wanted:
+        compiler.plan(image_id, ())
+    for image_id in wanted:
+        for key in compiler.closure_keys(image_id):
+            compiler.apps[key].add(image_id)
+    graph = nx.DiGraph()
+    for key, node in compiler.nodes.items():
+        graph.add_node(key, node=node, apps=frozenset(compiler.apps[key]))
+    for key, node in compiler.nodes.items():
+        if node.parent is not None:
+            graph.add_edge(node.parent, key)
+        if node.copy_from is not None:
+            graph.add_edge(node.copy_from, key)
+    images = {i: replace(p, is_output=i in wanted) for i, p in compiler.plans.items()}
+    return BuildGraph(graph=graph, images=images, outputs=wanted)
+
+
+class _Compiler:
+    def __init__(
+        self, fleet: Fleet, bases: Mapping[str, ResolvedBase], copy_digest: CopyDigest
+    ) -> None:
+        self.fleet = fleet
+        self.bases = bases
+        self.copy_digest = copy_digest
+        self.nodes: dict[str, LayerNode] = {}
+        self.apps: dict[str, set[str]] = {}
+        self.plans: dict[str, ImagePlan] = {}
+
+    def _add(self, node: LayerNode) -> str:
+        if node.key not in self.nodes:
+            self.nodes[node.key] = node
+            self.apps[node.key] = set()
+        return node.key
+
+    def closure_keys(self, image_id: str) -> set[str]:
+        out: set[str] = set()
+        stack = list(self.plans[image_id].nodes)
+        while stack:
+            key = stack.pop()
+            if key in out:
+                continue
+            out.add(key)
+            node = self.nodes[key]
+            if node.parent:
+                stack.append(node.parent)
+            if node.copy_from:
+                stack.append(node.copy_from)
+        return out
+
+    def plan(self, image_id: str, trail: tuple[str, ...]) -> ImagePlan:
+        if image_id in self.plans:
+            return self.plans[image_id]
+        if image_id in trail:
+            cycle = " -> ".join((*trail[trail.index(image_id) :], image_id))
+            image = self.fleet.images[image_id]
+            raise SpecError(image.loc, f"reference cycle: {cycle}")
+        image = self.fleet.images.get(image_id)
+        if image is None:
+            raise SpecError(None, f"unknown image {image_id!r}")
+        plan = self._compile(image, (*trail, image_id))
+        self.plans[image_id] = plan
+        return plan
+
+    def _start(
+        self, image: ImageDef, trail: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], ImageConfig, tuple[HistoryEntry, ...], ResolvedBase | None]:
+        base = image.base
+        if base.kind == "scratch":
+            return (), ImageConfig(), (), None
+        if base.kind == "block":
+            if base.ref not in self.fleet.images:
+                raise SpecError(base.loc, f"unknown reference {base.ref}")
+            parent = self.plan(base.ref, trail)
+            return parent.nodes, parent.config, parent.history, parent.base
+        found = self.bases.get(base.ref)
+        if found is None:
+            key = key_of({"v": KEY_VERSION, "unresolved": base.kind, "ref": base.ref})
+            node = LayerNode(key, "base", None, f"FROM {base.ref}", base=base, resolved=False)
+            return (self._add(node),), ImageConfig(), (), None
+        key = key_of({"v": KEY_VERSION, "base": found.manifest_digest})
+        node = LayerNode(
+            key, "base", None, f"FROM {base.ref}", base=base, base_digest=found.manifest_digest
+        )
+        history = tuple(HistoryEntry(c, e, key) for c, e in found.history)
+        return (self._add(node),), found.config, history, found
+
+    def _compile(self, image: ImageDef, trail: tuple[str, ...]) -> ImagePlan:
+        nodes, config, history, base = self._start(image, trail)
+        chain = list(nodes)
+        hist = list(history)
+        for step in image.steps:
+            if isinstance(step, Meta):
+                config = config.apply(step)
+                hist.append(HistoryEntry(meta_label(step), True))
+                continue
+            parent = chain[-1] if chain else None
+            node = self._step_node(step, parent, config, trail)
+            chain.append(self._add(node))
+            hist.append(HistoryEntry(node.label, False, node.key))
+        return ImagePlan(image.id, tuple(chain), config, tuple(hist), image.tags, False, base)
+
+    def _step_node(
+        self, step: Run | Copy, parent: str | None, config: ImageConfig, trail: tuple[str, ...]
+    ) -> LayerNode:
+        workdir = config.workdir or "/"
+        label = step_label(step)
+        if isinstance(step, Run):
+            env = config.run_env(step.env)
+            material: dict[str, Any] = {
+                "v": KEY_VERSION,
+                "parent": parent,
+                "run": step.command if isinstance(step.command, str) else list(step.command),
+                "network": step.network,
+                "mounts": sorted(
+                    [m.type, m.target, m.id if m.type == "cache" else ""] for m in step.mounts
+                ),
+                "env": [list(p) for p in env],
+                "workdir": workdir,
+                "user": config.user,
+            }
+            return LayerNode(
+                key_of(material), "run", parent, label, step, env, workdir, config.user
+            )
+        copy_from = None
+        if step.from_image is not None:
+            source = self.plan(step.from_image, trail)
+            if source.top is None:
+                raise SpecError(step.loc, f"COPY --from={step.from_image}: that image is empty")
+            copy_from = source.top
+            content = copy_from
+        else:
+            content = self.copy_digest(step)
+        material = {
+            "v": KEY_VERSION,
+            "parent": parent,
+            "copy": {
+                "sources": list(step.sources),
+                "dest": step.dest,
+                "chown": step.chown,
+                "chmod": step.chmod,
+                "content": content,
+                "from": copy_from is not None,
+            },
+            "workdir": workdir,
+        }
+        return LayerNode(
+            key_of(material),
+            "copy",
+            parent,
+            label,
+            step,
+            (),
+            workdir,
+            config.user,
+            copy_from=copy_from,
+        )

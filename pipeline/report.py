@@ -1,0 +1,286 @@
+"""Rendering: plans (text, json, dot, mermaid), build progress and summaries.
+
+Renderers are pure functions returning text. The reporters write to the stream they
+are given (plain lines) or drive a rich live view; the executor talks to them only
+through the ``Reporter`` protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from pipeline.digest import short
+from pipeline.executor import BuildResult, NodeResult
+from pipeline.graph import BuildGraph, LayerNode
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _clip(text: str, width: int = 72) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- plans ---------------------------------------------------------------------------
+
+
+def plan_json(graph: BuildGraph) -> dict[str, Any]:
+    """A stable JSON view of the graph (used by golden tests)."""
+    used = graph.closure(graph.outputs)
+    nodes = []
+    for key in graph.order():
+        if key not in used:
+            continue
+        n = graph.node(key)
+        entry: dict[str, Any] = {
+            "key": key,
+            "kind": n.kind,
+            "parent": n.parent,
+            "label": n.label,
+            "apps": sorted(graph.apps_of(key)),
+        }
+        if n.kind == "base":
+            entry["resolved"] = n.resolved
+        if n.copy_from:
+            entry["copy_from"] = n.copy_from
+        nodes.append(entry)
+    images = {
+        i: {
+            "nodes": list(graph.images[i].nodes),
+            "tags": list(graph.images[i].tags),
+            "config": graph.images[i].config.to_oci(),
+        }
+        for i in graph.outputs
+    }
+    s = graph.summary()
+    summary = {"apps": s.apps, "steps": s.steps, "unique": s.unique, "shared": s.shared}
+    return {"nodes": nodes, "images": images, "summary": summary}
+
+
+def plan_text(graph: BuildGraph) -> str:
+    """Each output's chain as a tree; shared nodes marked with who shares them."""
+    lines: list[str] = []
+    for image_id in graph.outputs:
+        plan = graph.images[image_id]
+        tags = f"  [{', '.join(plan.tags)}]" if plan.tags else ""
+        lines.append(f"{image_id}{tags}")
+        for depth, key in enumerate(plan.nodes):
+            node = graph.node(key)
+            apps = graph.apps_of(key)
+            mark = ""
+            if len(apps) > 1:
+                others = sorted(a for a in apps if a != image_id)
+                shown = ", ".join(others[:4]) + (f", +{len(others) - 4}" if len(others) > 4 else "")
+                mark = f"  (shared with {shown})"
+            if node.kind == "base" and not node.resolved:
+                mark += "  (unresolved)"
+            branch = "└─ " if depth == len(plan.nodes) - 1 else "├─ "
+            lines.append(f"  {branch}{short(key)} {_clip(node.label)}{mark}")
+        lines.append("")
+    lines.append(str(graph.summary()))
+    return "\n".join(lines)
+
+
+def plan_dot(graph: BuildGraph) -> str:
+    used = graph.closure(graph.outputs)
+    out = ["digraph pipeline {", "  rankdir=LR;", "  node [shape=box, fontname=monospace];"]
+    for key in graph.order():
+        if key in used:
+            node = graph.node(key)
+            label = json.dumps(f"{short(key)}\\n{_clip(node.label, 40)}")
+            shared = ", style=bold" if len(graph.apps_of(key)) > 1 else ""
+            out.append(f'  "{short(key)}" [label={label}{shared}];')
+    for a, b in graph.graph.edges:
+        if a in used and b in used:
+            out.append(f'  "{short(a)}" -> "{short(b)}";')
+    for image_id in graph.outputs:
+        top = graph.images[image_id].top
+        if top:
+            out.append(f'  "{image_id}" [shape=ellipse];')
+            out.append(f'  "{short(top)}" -> "{image_id}";')
+    out.append("}")
+    return "\n".join(out)
+
+
+def plan_mermaid(graph: BuildGraph) -> str:
+    used = graph.closure(graph.outputs)
+    out = ["graph LR"]
+    for key in graph.order():
+        if key in used:
+            label = _clip(graph.node(key).label, 40).replace('"', "'")
+            out.append(f'  n{short(key)}["{label}"]')
+    for a, b in graph.graph.edges:
+        if a in used and b in used:
+            out.append(f"  n{short(a)} --> n{short(b)}")
+    for i, image_id in enumerate(graph.outputs):
+        top = graph.images[image_id].top
+        if top:
+            out.append(f'  o{i}(["{image_id}"])')
+            out.append(f"  n{short(top)} --> o{i}")
+    return "\n".join(out)
+
+
+# -- build summaries -----------------------------------------------------------------
+
+
+def summary_rows(graph: BuildGraph, result: BuildResult) -> list[tuple[str, int, int, int, float]]:
+    """Per target: (id, layers, cached, built, seconds spent building its nodes)."""
+    rows = []
+    for target in result.targets:
+        keys = [k for k in graph.images[target].nodes if graph.node(k).kind != "base"]
+        res = [result.nodes[k] for k in keys if k in result.nodes]
+        cached = sum(1 for r in res if r.outcome == "cached")
+        built = sum(1 for r in res if r.outcome == "built")
+        rows.append((target, len(keys), cached, built, sum(r.seconds for r in res)))
+    return rows
+
+
+def build_totals(graph: BuildGraph, result: BuildResult) -> dict[str, Any]:
+    steps = [r for k, r in result.nodes.items() if graph.node(k).kind != "base"]
+    built = sum(1 for r in steps if r.outcome == "built")
+    cached = sum(1 for r in steps if r.outcome == "cached")
+    unique: dict[str, int] = {}
+    naive = 0
+    for image in result.images.values():
+        for diff_id, size in image.layers:
+            unique[diff_id] = size
+            naive += size
+    return {
+        "unique_nodes": len(steps),
+        "built": built,
+        "cached": cached,
+        "failed": sum(1 for r in steps if r.outcome == "failed"),
+        "skipped": sum(1 for r in steps if r.outcome == "skipped"),
+        "hit_ratio": cached / (built + cached) if built + cached else 1.0,
+        "bytes_written": sum(r.size for r in steps if r.outcome == "built"),
+        "unique_bytes": sum(unique.values()),
+        "naive_bytes": naive,
+        "saved_bytes": naive - sum(unique.values()),
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def summary_text(graph: BuildGraph, result: BuildResult) -> str:
+    rows = summary_rows(graph, result)
+    width = max([len(r[0]) for r in rows] + [5])
+    lines = [f"{'image':<{width}}  layers  cached  built    time"]
+    for name, layers, cached, built, secs in rows:
+        status = "" if name in result.images else "  FAILED"
+        lines.append(
+            f"{name:<{width}}  {layers:>6}  {cached:>6}  {built:>5}  {secs:>5.1f}s{status}"
+        )
+    t = build_totals(graph, result)
+    lines.append(
+        f"{t['unique_nodes']} unique nodes: {t['built']} built, {t['cached']} cached"
+        f" ({t['hit_ratio']:.0%} hits), {t['failed']} failed, {t['skipped']} skipped;"
+        f" {human_bytes(t['bytes_written'])} written;"
+        f" images {human_bytes(t['naive_bytes'])} naive vs {human_bytes(t['unique_bytes'])}"
+        f" stored once (sharing saved {human_bytes(t['saved_bytes'])}); {result.seconds:.1f}s"
+    )
+    return "\n".join(lines)
+
+
+# -- reporters -----------------------------------------------------------------------
+
+
+class PlainReporter:
+    """One line per finished node on ``out``; step output only for failures."""
+
+    def __init__(self, out: TextIO, verbose: bool = False) -> None:
+        self.out = out
+        self.verbose = verbose
+        self.total = 0
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def _say(self, text: str) -> None:
+        with self._lock:
+            print(text, file=self.out, flush=True)
+
+    def begin(self, graph: BuildGraph, keys: Sequence[str]) -> None:
+        self.total = len(keys)
+
+    def node_started(self, node: LayerNode, apps: frozenset[str]) -> None:
+        if self.verbose:
+            self._say(f"[run ] {_clip(node.label)}  ({', '.join(sorted(apps))})")
+
+    def node_output(self, node: LayerNode, line: str) -> None:
+        if self.verbose:
+            self._say(f"       {short(node.key, 8)} | {line}")
+
+    def node_finished(self, node: LayerNode, apps: frozenset[str], result: NodeResult) -> None:
+        self.done += 1
+        names = ", ".join(sorted(apps))
+        secs = f" {result.seconds:.1f}s" if result.outcome == "built" else ""
+        label = _clip(node.label, 60)
+        self._say(f"[{self.done}/{self.total}] {result.outcome:<7} {label}{secs}  ({names})")
+
+    def end(self, result: BuildResult) -> None:
+        pass
+
+
+class RichReporter:
+    """A live view on a terminal: per app, layers done/total, cached vs built, running step."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.live import Live
+
+        self.console = console
+        self.live = Live(console=console, refresh_per_second=8, transient=True)
+        self.graph: BuildGraph | None = None
+        self.state: dict[str, str] = {}
+        self.running: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.started = time.monotonic()
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        table = Table(box=None, show_header=True, header_style="bold")
+        for col in ("app", "layers", "cached", "built", "now"):
+            table.add_column(col)
+        graph = self.graph
+        if graph is None:
+            return table
+        for target in graph.outputs:
+            keys = [k for k in graph.images[target].nodes if graph.node(k).kind != "base"]
+            done = sum(1 for k in keys if self.state.get(k) in ("built", "cached"))
+            cached = sum(1 for k in keys if self.state.get(k) == "cached")
+            built = sum(1 for k in keys if self.state.get(k) == "built")
+            failed = any(self.state.get(k) in ("failed", "skipped") for k in keys)
+            now = next((self.running[k] for k in keys if k in self.running), "")
+            status = "[red]failed[/red]" if failed else _clip(now, 50)
+            table.add_row(target, f"{done}/{len(keys)}", str(cached), str(built), status)
+        return table
+
+    def begin(self, graph: BuildGraph, keys: Sequence[str]) -> None:
+        self.graph = graph
+        self.live.start()
+        self.live.update(self._render())
+
+    def node_started(self, node: LayerNode, apps: frozenset[str]) -> None:
+        with self._lock:
+            self.running[node.key] = node.label
+            self.live.update(self._render())
+
+    def node_output(self, node: LayerNode, line: str) -> None:
+        pass
+
+    def node_finished(self, node: LayerNode, apps: frozenset[str], result: NodeResult) -> None:
+        with self._lock:
+            self.running.pop(node.key, None)
+            self.state[node.key] = result.outcome
+            self.live.update(self._render())
+
+    def end(self, result: BuildResult) -> None:
+        self.live.stop()
