@@ -135,7 +135,8 @@ class Store:
 
     def cache_mount_dir(self, mount_id: str) -> Path:
         """The persistent dir for a build-time cache mount (created on demand)."""
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in mount_id) or "default"
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in mount_id)
+        safe = safe.lstrip(".") or "default"
         path = self.root / "cache" / safe
         path.mkdir(parents=True, exist_ok=True)
         return path
