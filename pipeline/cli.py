@@ -394,22 +394,27 @@ def prune(ctx: click.Context) -> None:
 
 @main.command()
 @click.argument("name")
+@click.option("--include", default="", help="Extra Debian packages, comma-separated (debian only).")
 @click.pass_context
-def bootstrap(ctx: click.Context, name: str) -> None:
-    """Make a base image locally and import it: `busybox:latest` (from Debian's
-    busybox-static)."""
-    from pipeline import bases
+def bootstrap(ctx: click.Context, name: str, include: str) -> None:
+    """Make a base image locally and import it under NAME: `debian:SUITE` (mmdebstrap,
+    about a minute) or `busybox:TAG` (from Debian's busybox-static)."""
+    import time
+
+    from pipeline.bootstrap import rootfs_tar
     from pipeline.images import import_image
 
     store = _store(ctx)
-    repo = name.split(":", 1)[0]
-    if repo != "busybox":
-        raise UsageError(f"{name}: bootstrap knows busybox:TAG")
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
+    started = time.monotonic()
     with store.staging() as staging:
         tar = staging.path / "rootfs.tar"
-        bases.busybox_rootfs_tar(tar)
-        digest, _ = import_image(store, tar, name)
-    click.echo(f"{name}: {digest}")
+        packages = [p for p in include.split(",") if p]
+        rootfs_tar(name, tar, packages, epoch)
+        digest, notes = import_image(store, tar, name, epoch)
+    for note in notes:
+        click.echo(f"{name}: note: {note}", err=True)
+    click.echo(f"{name}: {digest} ({time.monotonic() - started:.1f}s)")
 
 
 def run() -> None:
