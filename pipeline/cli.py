@@ -180,6 +180,7 @@ def _run_build(
     jobs: int | None,
     progress: str,
     verbose: bool,
+    json_report: Path | None,
 ) -> None:
     from pipeline import executor, report
     from pipeline.errors import BuildFailed
@@ -216,6 +217,8 @@ def _run_build(
                 node_result.layers[-1] if node_result.layers else None,
             )
     click.echo(report.summary_text(graph, result))
+    if json_report is not None:
+        json_report.write_text(json.dumps(report.build_json(graph, result), indent=2))
     if result.failures:
         raise BuildFailed(result.failures)
 

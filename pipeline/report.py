@@ -170,6 +170,34 @@ def build_totals(graph: BuildGraph, result: BuildResult) -> dict[str, Any]:
     }
 
 
+def build_json(graph: BuildGraph, result: BuildResult) -> dict[str, Any]:
+    """Totals, per-image rows and per-node outcomes, for scripts and benchmarks."""
+    nodes = []
+    for key, r in result.nodes.items():
+        node = graph.node(key)
+        if node.kind == "base":
+            continue
+        nodes.append(
+            {
+                "key": key,
+                "label": node.label,
+                "kind": node.kind,
+                "apps": sorted(graph.apps_of(key)),
+                "outcome": r.outcome,
+                "seconds": round(r.seconds, 3),
+                "size": r.size,
+            }
+        )
+    images = {
+        i: {"manifest": img.manifest, "names": list(img.names)} for i, img in result.images.items()
+    }
+    rows = [
+        {"image": n, "layers": la, "cached": c, "built": b, "seconds": round(s, 3)}
+        for n, la, c, b, s in summary_rows(graph, result)
+    ]
+    return {"totals": build_totals(graph, result), "images": images, "rows": rows, "nodes": nodes}
+
+
 def summary_text(graph: BuildGraph, result: BuildResult) -> str:
     rows = summary_rows(graph, result)
     width = max([len(r[0]) for r in rows] + [5])

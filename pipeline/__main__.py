@@ -1,0 +1,5 @@
+"""`python -m pipeline`: the CLI."""
+
+from pipeline.cli import run
+
+run()
