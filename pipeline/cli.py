@@ -181,6 +181,7 @@ def _run_build(
     progress: str,
     verbose: bool,
     json_report: Path | None,
+    ca_bundle: Path | None,
 ) -> None:
     from pipeline import executor, report
     from pipeline.errors import BuildFailed
@@ -199,7 +200,11 @@ def _run_build(
     else:
         rep = report.PlainReporter(sys.stderr, verbose)
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
-    opts = executor.BuildOptions(jobs=jobs or os.cpu_count() or 1, epoch=epoch)
+    opts = executor.BuildOptions(
+        jobs=jobs or os.cpu_count() or 1,
+        epoch=epoch,
+        ca_bundle=(ca_bundle or executor.default_ca_bundle(os.environ)),
+    )
     build_id = store.begin_build(" ".join(sys.argv[1:]))
     result = executor.build(graph, store, targets, opts, rep)
     totals = report.build_totals(graph, result)

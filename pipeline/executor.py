@@ -257,6 +257,10 @@ def _run_step(
     step = node.step
     assert isinstance(step, Run)
     binds = []
+    env = node.env
+    if options.ca_bundle is not None:
+        binds.append(sandbox.BindMount(options.ca_bundle, CA_TARGET, readonly=True))
+        env = _with_ca_env(env)
     for mount in step.mounts:
         if mount.type == "cache":
             source = store.cache_mount_dir(mount.id or mount.target)
@@ -266,7 +270,7 @@ def _run_step(
     argv = ("/bin/sh", "-c", step.command) if isinstance(step.command, str) else step.command
     spec = sandbox.RunSpec(
         argv=tuple(argv),
-        env=node.env,
+        env=env,
         workdir=node.workdir,
         user=node.user,
         network=step.network,
@@ -285,6 +289,28 @@ def _run_step(
     )
     if result.exit_code != 0:
         raise _StepFailed(result.exit_code, result.output_tail)
+
+
+CA_TARGET = "/run/pipeline/ca-certificates.crt"
+CA_VARIABLES = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def _with_ca_env(env: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The step's env plus the CA bundle variables (never part of a cache key)."""
+    out = dict(env)
+    for name in CA_VARIABLES:
+        out.setdefault(name, CA_TARGET)
+    return tuple(sorted(out.items()))
+
+
+def default_ca_bundle(environ: Mapping[str, str]) -> Path | None:
+    """The CA bundle the host's own tools are configured with, if any: PIPELINE_CA_BUNDLE,
+    PIP_CERT, SSL_CERT_FILE, REQUESTS_CA_BUNDLE (first that names an existing file)."""
+    for name in ("PIPELINE_CA_BUNDLE", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        value = environ.get(name)
+        if value and Path(value).is_file():
+            return Path(value)
+    return None
 
 
 def _copy_step(
