@@ -53,8 +53,9 @@ _DIRS = (
 )
 
 
-def _require_static_busybox(path: Path = BUSYBOX) -> None:
-    """PipelineError unless ``path`` is a statically linked ELF binary."""
+def _require_static_busybox() -> None:
+    """PipelineError unless BUSYBOX is a statically linked ELF binary."""
+    path = BUSYBOX
     hint = "install the busybox-static package (apt-get install busybox-static)"
     try:
         with path.open("rb") as f:

@@ -29,6 +29,7 @@ import hashlib
 import io
 import lzma
 import os
+import posixpath
 import shutil
 import stat
 import tarfile
@@ -462,7 +463,7 @@ class _Hashing:
         try:
             data = self._inner.read(n)
         except (EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
-            raise StoreError(f"{self._where}: corrupt or truncated layer stream: {exc}") from None
+            raise StoreError(f"{self._where}: corrupt or truncated data: {exc}") from None
         self.hash.update(data)
         self.size += len(data)
         return data
@@ -472,8 +473,15 @@ class _Hashing:
             pass
 
 
-def _decompressed(stream: BinaryIO, where: str) -> BinaryIO:
-    """``stream`` decompressed according to its magic bytes (plain, gzip, xz, bzip2)."""
+_MAGIC_NUMBERS = (
+    (b"\x1f\x8b", "gzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"BZh", "bzip2"),
+)
+
+
+def _decompressed(stream: BinaryIO, where: str) -> tuple[BinaryIO, str]:
     head = b""
     while len(head) < 6:
         more = stream.read(6 - len(head))
@@ -481,17 +489,112 @@ def _decompressed(stream: BinaryIO, where: str) -> BinaryIO:
             break
         head += more
     raw = io.BufferedReader(_Prefixed(head, stream), _CHUNK)
-    if head.startswith(b"\x1f\x8b"):
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        raise StoreError(
-            f"{where}: zstd-compressed layer; reading zstd needs the 'zstandard' package"
-        )
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(raw)  # type: ignore[return-value]
-    if head.startswith(b"BZh"):
-        return bz2.BZ2File(raw)  # type: ignore[return-value]
-    return raw  # type: ignore[return-value]
+    kind = next((name for magic, name in _MAGIC_NUMBERS if head.startswith(magic)), "")
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb"), kind  # type: ignore[return-value]
+    if kind == "zstd":
+        raise StoreError(f"{where}: zstd-compressed; reading zstd needs the 'zstandard' package")
+    if kind == "xz":
+        return lzma.LZMAFile(raw), kind  # type: ignore[return-value]
+    if kind == "bzip2":
+        return bz2.BZ2File(raw), kind  # type: ignore[return-value]
+    return raw, kind  # type: ignore[return-value]
+
+
+def decompressed(stream: BinaryIO, where: str) -> tuple[BinaryIO, str]:
+    """``stream`` decompressed by its magic bytes, and the compression found ("" for
+    none, "gzip", "xz", "bzip2"). Streaming; the result supports ``read()`` only, and
+    corrupt data raises StoreError naming ``where``. zstd raises StoreError (the
+    optional 'zstandard' package is not a dependency)."""
+    inner, kind = _decompressed(stream, where)
+    return _Hashing(inner, where), kind  # type: ignore[return-value]
+
+
+def member_names(stream: BinaryIO, where: str) -> list[str]:
+    """The normalised member names of the (possibly compressed) tar ``stream``, in
+    order, reading it once without keeping contents. StoreError if it is not a tar."""
+    names = []
+    hashing = _Hashing(_decompressed(stream, where)[0], where)
+    try:
+        with tarfile.open(  # type: ignore[call-overload]
+            fileobj=hashing, mode="r|", bufsize=_CHUNK, encoding="utf-8", errors="surrogateescape"
+        ) as tf:
+            while True:
+                member = tf.next()
+                if member is None:
+                    return names
+                tf.members.clear()
+                names.append(_normalised(member.name))
+    except tarfile.TarError as exc:
+        raise StoreError(f"{where}: not a valid tar stream: {exc}") from None
+
+
+def _normalised(name: str) -> str:
+    """An archive member name without ``./`` prefixes, duplicate or trailing slashes."""
+    return "/".join(p for p in name.split("/") if p not in ("", "."))
+
+
+class TarArchive:
+    """Read-only random access to the members of an *uncompressed* tar archive file
+    (an OCI archive, a ``docker save`` archive), without extracting it.
+
+    Opening reads every header once, seeking past contents. :meth:`open` streams one
+    member's bytes straight from the archive file. Names are normalised (no ``./``,
+    no trailing slash). Symlinks and hardlinks between members are followed inside
+    the archive only; a link leaving it counts as missing. Use as a context manager.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            # closed by close() / the context manager
+            self._tf = tarfile.open(  # noqa: SIM115
+                path, "r:", encoding="utf-8", errors="surrogateescape"
+            )
+        except tarfile.TarError as exc:
+            raise StoreError(f"{path}: not a valid tar archive: {exc}") from None
+        self._members: dict[str, tarfile.TarInfo] = {}
+        for member in self._tf.getmembers():
+            self._members[_normalised(member.name)] = member
+
+    def __enter__(self) -> TarArchive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._tf.close()
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self._members)
+
+    def _resolve(self, name: str) -> tarfile.TarInfo | None:
+        name = _normalised(name)
+        for _ in range(16):
+            member = self._members.get(name)
+            if member is None or not (member.issym() or member.islnk()):
+                return member
+            base = posixpath.dirname(name) if member.issym() else ""
+            target = posixpath.normpath(posixpath.join(base, member.linkname.lstrip("/")))
+            if target.startswith("../") or target in ("..", "."):
+                return None
+            name = _normalised(target)
+        return None
+
+    def is_file(self, name: str) -> bool:
+        member = self._resolve(name)
+        return member is not None and member.isreg()
+
+    def open(self, name: str) -> BinaryIO:
+        """A reader of member ``name``'s contents; StoreError if it is not a file here."""
+        member = self._resolve(name)
+        if member is None or not member.isreg():
+            raise StoreError(f"{self.path}: {name}: no such file in the archive")
+        reader = self._tf.extractfile(member)
+        assert reader is not None
+        return reader  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------
@@ -571,6 +674,8 @@ class _Extractor:
             return fd
         parent = self.dir_fd(parts[:-1], create)
         name = parts[-1]
+        if name in (b"..", b"."):  # _split already refuses these; never walk upwards
+            raise _Refused("'..' component")
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
         except FileNotFoundError:
@@ -693,7 +798,7 @@ def extract_layer(stream: BinaryIO, dest: Path, where: str) -> ExtractReport:
     root_fd = os.open(dest, _DIR_FLAGS)
     ex = _Extractor(root_fd, where)
     try:
-        hashing = _Hashing(_decompressed(stream, where), where)
+        hashing = _Hashing(_decompressed(stream, where)[0], where)
         count = _extract_members(ex, hashing, where)
         hashing.drain()
         _apply_dir_times(ex)

@@ -14,7 +14,7 @@ import random
 import stat
 import subprocess
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -513,7 +513,7 @@ REFUSED = [
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> tuple[Path, Path, Callable[[], None]]:
+def sandbox(tmp_path: Path) -> Iterator[tuple[Path, Path, Callable[[], None]]]:
     """(dest, canary, check): ``check`` asserts nothing changed outside dest."""
     canary = tmp_path / "canary"
     canary.mkdir()
@@ -538,7 +538,8 @@ def sandbox(tmp_path: Path) -> tuple[Path, Path, Callable[[], None]]:
         assert snapshot() == snap
         assert sorted(os.listdir("/etc")) == etc_before
 
-    return dest, canary, check
+    yield dest, canary, check
+    Path("/etc/pipeline-canary-x").unlink(missing_ok=True)  # only if a regression wrote it
 
 
 @pytest.mark.parametrize(
