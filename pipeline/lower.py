@@ -19,13 +19,17 @@ from pipeline.errors import Location
 from pipeline.model import BaseRef, Copy, ImageDef, Meta, Mount, Pairs, Run, Step
 
 APT_TEMPLATE = (
-    "apt-get update"
-    " && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {packages}"
+    "apt-get update && apt-get install -y --no-install-recommends {packages}"
     " && rm -rf /var/lib/apt/lists/*"
 )
-PIP_TEMPLATE = (
-    "python3 -m pip install --disable-pip-version-check --root-user-action=ignore"
-    " --break-system-packages {packages}"
+APT_ENV = (("DEBIAN_FRONTEND", "noninteractive"),)
+PIP_TEMPLATE = "python3 -m pip install {packages}"
+# Step-only settings (part of the key, not of the image config): Debian marks its
+# Python as externally managed, and pip's root/version warnings are noise here.
+PIP_ENV = (
+    ("PIP_BREAK_SYSTEM_PACKAGES", "1"),
+    ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
+    ("PIP_ROOT_USER_ACTION", "ignore"),
 )
 PIP_CACHE = Mount(type="cache", target="/root/.cache/pip", id="pip")
 DEFAULT_APP_WORKDIR = "/app"
@@ -75,11 +79,16 @@ def lower_app(app: AppFields) -> ImageDef:
     steps: list[Step] = []
     apt = package_set(app.apt)
     if apt:
-        steps.append(Run(APT_TEMPLATE.format(packages=" ".join(apt)), loc=app.apt_loc))
+        steps.append(Run(APT_TEMPLATE.format(packages=" ".join(apt)), env=APT_ENV, loc=app.apt_loc))
     pip = package_set(app.pip)
     if pip:
         steps.append(
-            Run(PIP_TEMPLATE.format(packages=" ".join(pip)), mounts=(PIP_CACHE,), loc=app.pip_loc)
+            Run(
+                PIP_TEMPLATE.format(packages=" ".join(pip)),
+                mounts=(PIP_CACHE,),
+                env=PIP_ENV,
+                loc=app.pip_loc,
+            )
         )
     workdir = app.workdir or (DEFAULT_APP_WORKDIR if app.source else "")
     if app.source:
