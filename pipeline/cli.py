@@ -169,6 +169,19 @@ def build_options(fn: F) -> F:
     fn = click.option("-v", "--verbose", is_flag=True, help="Stream step output (plain progress).")(
         fn
     )
+    fn = click.option(
+        "--ca-bundle",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="CA bundle mounted read-only into RUN steps (default: PIPELINE_CA_BUNDLE, "
+        "PIP_CERT, SSL_CERT_FILE or REQUESTS_CA_BUNDLE from the environment).",
+    )(fn)
+    fn = click.option(
+        "--json-report",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Also write the build's totals and per-node outcomes as JSON here.",
+    )(fn)
     return fn
 
 
@@ -232,16 +245,9 @@ def _run_build(
 @spec_options
 @build_options
 @click.pass_context
-def build_all(
-    ctx: click.Context,
-    specs: Path,
-    sets: Sequence[str],
-    jobs: int | None,
-    progress: str,
-    verbose: bool,
-) -> None:
+def build_all(ctx: click.Context, specs: Path, sets: Sequence[str], **opts: Any) -> None:
     """Build every app (and every tagged image) of the fleet."""
-    _run_build(ctx, specs, sets, None, jobs, progress, verbose)
+    _run_build(ctx, specs, sets, None, **opts)
 
 
 @main.command()
@@ -250,16 +256,10 @@ def build_all(
 @build_options
 @click.pass_context
 def build(
-    ctx: click.Context,
-    names: Sequence[str],
-    specs: Path,
-    sets: Sequence[str],
-    jobs: int | None,
-    progress: str,
-    verbose: bool,
+    ctx: click.Context, names: Sequence[str], specs: Path, sets: Sequence[str], **opts: Any
 ) -> None:
     """Build the named apps, images or groups."""
-    _run_build(ctx, specs, sets, names, jobs, progress, verbose)
+    _run_build(ctx, specs, sets, names, **opts)
 
 
 @main.command()
