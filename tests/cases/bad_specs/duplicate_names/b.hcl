@@ -1,0 +1,4 @@
+
+app "web" {
+  from = "debian:bookworm"
+}

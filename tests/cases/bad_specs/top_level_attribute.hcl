@@ -1,0 +1,6 @@
+# expect: {dir}/top_level_attribute.hcl:2:1: unexpected attribute "version" at the top level (attributes belong inside a block)
+version = 2
+
+image "base" {
+  from = "debian:bookworm"
+}
