@@ -163,9 +163,22 @@ def _write_layout(store: Store, image: StoredImage, root: Path, epoch: int) -> N
     for digest in (image.config_digest, image.manifest_digest):
         (blobs / hex_of(digest)).write_bytes(store.get_blob(digest))
     size = len(store.get_blob(image.manifest_digest))
-    annotations = (("org.opencontainers.image.ref.name", _ref_name(image.name)),)
+    annotations = (("org.opencontainers.image.ref.name", _ref_name(_public_name(store, image))),)
     desc = oci.Descriptor(oci.MT_MANIFEST, image.manifest_digest, size, annotations)
     (root / "index.json").write_bytes(oci.index([desc]).data)
+
+
+def _public_name(store: Store, image: StoredImage) -> str:
+    """The name to show outside: the image's first tag (sorted) when it is known by an
+    app/image id, else the name it was asked for."""
+    if not image.name.startswith(("app.", "image.")):
+        return image.name
+    tags = sorted(
+        n
+        for n, digest, _ in store.names()
+        if digest == image.manifest_digest and not n.startswith(("app.", "image."))
+    )
+    return tags[0] if tags else image.name
 
 
 def _ref_name(name: str) -> str:
@@ -204,7 +217,7 @@ def _write_docker_archive(store: Store, image: StoredImage, out: Path, epoch: in
             layer_names.append(name)
         config_name = f"{hex_of(image.config_digest)}.json"
         _add_bytes(tar, config_name, store.get_blob(image.config_digest))
-        repo_tags = [_docker_tag(image.name)]
+        repo_tags = [_docker_tag(_public_name(store, image))]
         manifest = [{"Config": config_name, "RepoTags": repo_tags, "Layers": layer_names}]
         _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
 
