@@ -1,0 +1,3 @@
+# expect: {path}:3:1: app "t": ENV: unsupported modifier '#' in '${A#x}'
+FROM alpine
+ENV B=${A#x}

@@ -1,0 +1,3 @@
+# expect: {path}:2:1: app "t": RUN before the first FROM
+RUN true
+FROM alpine

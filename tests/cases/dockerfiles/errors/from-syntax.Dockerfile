@@ -1,0 +1,2 @@
+# expect: {path}:2:1: app "t": FROM: expected "FROM [--platform=...] IMAGE [AS NAME]"
+FROM alpine as

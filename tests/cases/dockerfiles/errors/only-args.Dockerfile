@@ -1,0 +1,2 @@
+# expect: {path}: app "t": no FROM instruction
+ARG A=1

@@ -1,0 +1,2 @@
+# expect: {path}: app "t": empty Dockerfile (no instructions)
+# nothing here

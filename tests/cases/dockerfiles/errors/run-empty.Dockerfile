@@ -1,0 +1,3 @@
+# expect: {path}:3:1: app "t": RUN needs a command
+FROM alpine
+RUN --network=none
