@@ -525,9 +525,8 @@ def _read_source(
 def _read_file(
     path: Path, ref: str | None, arch: str, staging: Path, made: list[Path]
 ) -> ImportedImage:
-    with path.open("rb") as f:
-        stream, compression = decompressed(f, str(path))
-        kind = _kind_of(set(member_names(stream, str(path)))) if compression else ""
+    names, compression = member_names(path)
+    kind = _kind_of(names)
     if kind == "rootfs":
         return _read_rootfs(path, staging, made)
     plain = path
@@ -540,12 +539,7 @@ def _read_file(
             shutil.copyfileobj(stream, out, _CHUNK)  # type: ignore[misc]
     try:
         with TarArchive(plain) as archive:
-            kind = _kind_of(archive.names)
-            if kind != "rootfs":
-                return _read_source(
-                    _ArchiveSource(archive, str(path)), kind, ref, arch, staging, made
-                )
+            return _read_source(_ArchiveSource(archive, str(path)), kind, ref, arch, staging, made)
     finally:
         if plain != path:
             plain.unlink(missing_ok=True)
-    return _read_rootfs(path, staging, made)

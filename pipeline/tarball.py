@@ -38,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pipeline.digest import DIGEST_PREFIX
 from pipeline.errors import StoreError, UnsafePathError
@@ -510,23 +510,32 @@ def decompressed(stream: BinaryIO, where: str) -> tuple[BinaryIO, str]:
     return _Hashing(inner, where), kind  # type: ignore[return-value]
 
 
-def member_names(stream: BinaryIO, where: str) -> list[str]:
-    """The normalised member names of the (possibly compressed) tar ``stream``, in
-    order, reading it once without keeping contents. StoreError if it is not a tar."""
-    names = []
-    hashing = _Hashing(_decompressed(stream, where)[0], where)
-    try:
-        with tarfile.open(  # type: ignore[call-overload]
-            fileobj=hashing, mode="r|", bufsize=_CHUNK, encoding="utf-8", errors="surrogateescape"
-        ) as tf:
-            while True:
-                member = tf.next()
-                if member is None:
-                    return names
-                tf.members.clear()
-                names.append(_normalised(member.name))
-    except tarfile.TarError as exc:
-        raise StoreError(f"{where}: not a valid tar stream: {exc}") from None
+def member_names(path: Path) -> tuple[frozenset[str], str]:
+    """(the normalised member names, the compression) of the tar file at ``path``,
+    which may be compressed like :func:`decompressed` accepts. Keeps only the names:
+    an uncompressed file is scanned by seeking from header to header, a compressed
+    one is decompressed once, streaming. StoreError if it is not a tar."""
+    names: set[str] = set()
+    where = str(path)
+    with path.open("rb") as f:
+        stream, compression = _decompressed(f, where)
+        if compression:
+            source: dict[str, Any] = {"fileobj": _Hashing(stream, where), "mode": "r|"}
+        else:
+            f.seek(0)
+            source = {"fileobj": f, "mode": "r:"}
+        try:
+            with tarfile.open(
+                **source, bufsize=tarfile.RECORDSIZE, encoding="utf-8", errors="surrogateescape"
+            ) as tf:
+                while True:
+                    member = tf.next()
+                    if member is None:
+                        return frozenset(names), compression
+                    tf.members.clear()  # names only: memory stays flat
+                    names.add(_normalised(member.name))
+        except tarfile.TarError as exc:
+            raise StoreError(f"{where}: not a valid tar archive: {exc}") from None
 
 
 def _normalised(name: str) -> str:
@@ -819,7 +828,11 @@ def _extract_members(ex: _Extractor, hashing: _Hashing, where: str) -> int:
     count = 0
     try:
         with tarfile.open(  # type: ignore[call-overload]
-            fileobj=hashing, mode="r|", bufsize=_CHUNK, encoding="utf-8", errors="surrogateescape"
+            fileobj=hashing,
+            mode="r|",
+            bufsize=tarfile.RECORDSIZE,
+            encoding="utf-8",
+            errors="surrogateescape",
         ) as tf:
             while True:
                 member = tf.next()
@@ -915,10 +928,11 @@ def _extract_member(ex: _Extractor, tf: tarfile.TarFile, m: tarfile.TarInfo) -> 
         if not target or b"\0" in target:
             raise _Refused("symlink with an empty or NUL-containing target")
         os.symlink(target, base, dir_fd=parent)
-    else:  # fifo
+    else:
         os.mkfifo(base, 0o600, dir_fd=parent)
-        os.chmod(base, mode, dir_fd=parent)
     ex.owner(lambda: os.chown(base, m.uid, m.gid, dir_fd=parent, follow_symlinks=False))
+    if m.isfifo():  # after chown, which may clear setuid/setgid bits
+        os.chmod(base, mode, dir_fd=parent)
     if xattrs:
         ex.set_xattrs(f"/proc/self/fd/{parent}/{os.fsdecode(base)}", xattrs, shown)
     os.utime(base, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
@@ -973,6 +987,9 @@ def _hardlink(ex: _Extractor, m: tarfile.TarInfo, parts: tuple[bytes, ...], show
             raise _Refused(f"hardlink target {m.linkname!r} is a directory or whiteout")
         parent = ex.dir_fd(parts[:-1], create=True)
         ex.clear_slot(parts, parent, keep_dir=False)
-        os.link(tparts[-1], parts[-1], src_dir_fd=tfd, dst_dir_fd=parent, follow_symlinks=False)
+        try:
+            os.link(tparts[-1], parts[-1], src_dir_fd=tfd, dst_dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:  # the target went with the entry it replaced
+            raise _Refused(f"hardlink target {m.linkname!r} is gone") from None
     finally:
         os.close(tfd)

@@ -4,6 +4,7 @@ Runs as root (CI is root): whiteouts are char devices and owners are kept."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -14,11 +15,14 @@ import random
 import stat
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.errors import StoreError, UnsafePathError
 from pipeline.tarball import (
@@ -507,6 +511,7 @@ REFUSED = [
     ),
     ("hardlink-to-dir", [M("d", "dir"), M("h", "hardlink", "d")], "directory"),
     ("hardlink-to-self", [M("h", "hardlink", "h")], "itself"),
+    ("hardlink-replacing-its-dir", [M("d/x"), M("d", "hardlink", "d/x")], "gone"),
     ("file-as-parent", [M("f"), M("f/x")], "not a directory"),
     ("whiteout-dotdot", [M("a/.wh...")], "valid name"),
 ]
@@ -637,3 +642,37 @@ def test_extract_keeps_metadata_from_foreign_tar(tmp_path: Path) -> None:
     assert os.getxattr(dest / "bin/ping", "security.capability") == CAP_NET_BIND
     assert "trusted.overlay.redirect" not in os.listxattr(dest / "bin/ping")
     assert any("trusted.overlay.redirect" in n for n in report.notes)
+
+
+# -- property: whatever the member sequence, nothing lands outside dest ----------------
+
+_NAMES = st.sampled_from(["a", "b", "a/b", "a/b/c", "l", "l/x", "../x", "a/../../x", "/abs", "."])
+_TARGETS = st.sampled_from(["a", "a/b", "l", "..", "../..", "CANARY", "CANARY/secret", "/etc"])
+_MEMBERS = st.lists(
+    st.builds(
+        M,
+        name=_NAMES | _NAMES.map(lambda n: n.rsplit("/", 1)[0] + "/.wh." + n.rsplit("/", 1)[-1]),
+        kind=st.sampled_from(["file", "dir", "symlink", "hardlink", "fifo", "chr"]),
+        target=_TARGETS,
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(members=_MEMBERS)
+def test_no_member_sequence_escapes(members: list[M]) -> None:
+    with tempfile.TemporaryDirectory(prefix="tarball-prop-") as tmp:
+        base = Path(tmp)
+        canary = base / "canary"
+        canary.mkdir()
+        (canary / "secret").write_text("untouched")
+        dest = base / "dest"
+        with contextlib.suppress(UnsafePathError, StoreError):
+            extract_layer(io.BytesIO(hostile_tar(members, canary)), dest, "p.tar")
+        assert sorted(os.listdir(base)) == ["canary", "dest"]
+        assert os.listdir(canary) == ["secret"]
+        assert (canary / "secret").read_text() == "untouched"
+        assert (canary / "secret").stat().st_nlink == 1
+        assert not Path("/etc/.wh.x").exists() and not Path("/etc/x").exists()
+        assert not Path("/abs").exists()
