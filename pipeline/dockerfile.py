@@ -16,7 +16,9 @@ Known differences from Docker, by design or for now:
 
 * variables a base image's config defines are unknown here: ``$PATH`` expands to
   the usual default path unless the Dockerfile itself sets PATH, any other such
-  variable to the empty string;
+  variable to the empty string; likewise an ARG that the base image's config
+  has as ENV still reaches ``Run.env`` (Docker would let that ENV win; an ENV set in
+  this Dockerfile, in this stage or a stage it builds on, does win here too);
 * ignore files use gitignore syntax (see ``pipeline.context``);
 * heredocs, secret/bind/ssh/tmpfs mounts, ADD of URLs or archives, COPY from an
   image that is not a stage, ``--parents``/``--exclude`` are refused with a message.
@@ -235,6 +237,8 @@ def expand(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
     ``${VAR+alt}``, ``${VAR:?message}`` and ``${VAR?message}`` substituted from ``env``
     (a missing name is unset; unset expands to ""). Whitespace is kept (no word
     splitting). Raises ValueError on unterminated quotes or bad substitutions."""
+    if not any(c in text for c in ("$", "'", '"', escape)):
+        return text
     return _Word(text, env, escape).run()
 
 
