@@ -20,12 +20,14 @@ their own size.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import pickle
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 import hcl2
 from lark import Token, Tree
@@ -312,9 +314,47 @@ def parse(text: str, path: str) -> File:
     return File(path, conv.body(body, None))
 
 
-def parse_file(path: Path, display: str | None = None) -> File:
-    """Read and parse one file; locations show ``display`` (default ``str(path)``)."""
-    return parse(path.read_text(encoding="utf-8"), display or str(path))
+class ParseCache(Protocol):
+    """Storage for parsed files between processes, owned by the caller (e.g. a
+    directory in the store). Keys are hex digests; values are opaque bytes."""
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+
+# Bump when the classes of a parsed File change, so stale cache entries are never used.
+PARSE_FORMAT = 1
+
+
+def parse_file(path: Path, display: str | None = None, cache: ParseCache | None = None) -> File:
+    """Read and parse one file; locations show ``display`` (default ``str(path)``).
+
+    With ``cache``, a file whose text, display path, python-hcl2 version and
+    PARSE_FORMAT were seen before is unpickled instead of parsed (about ten times
+    faster than lark); a miss parses and stores. An unreadable entry counts as a miss.
+    The cache holds pickles, so it must be as trusted as the spec files themselves.
+    """
+    text = path.read_text(encoding="utf-8")
+    shown = display or str(path)
+    if cache is None:
+        return parse(text, shown)
+    digest = hashlib.sha256()
+    for part in (str(PARSE_FORMAT), hcl2.__version__, shown, text):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    key = digest.hexdigest()
+    data = cache.get(key)
+    if data is not None:
+        try:
+            cached = pickle.loads(data)
+        except Exception:
+            cached = None
+        if isinstance(cached, File) and cached.path == shown:
+            return cached
+    parsed = parse(text, shown)
+    cache.put(key, pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL))
+    return parsed
 
 
 def parse_expression(text: str, path: str = "<expr>") -> Expr:
@@ -377,10 +417,6 @@ def _syntax_message(exc: UnexpectedInput) -> str:
         tail = f", expected {' or '.join(wanted[:3])}" if wanted else ""
         return f"unexpected {what}{tail}"
     return str(exc).split("\n", 1)[0]
-
-
-def _is_nl(node: object) -> bool:
-    return isinstance(node, Tree) and node.data == "new_line_or_comment"
 
 
 def _trees(node: Tree) -> list[Tree]:

@@ -28,6 +28,7 @@ from pipeline.hcl import (
     Call,
     File,
     Namespace,
+    ParseCache,
     Scope,
     Template,
     Value,
@@ -119,6 +120,8 @@ def load_fleet(
     specs_dir: Path,
     overrides: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    parse_cache: ParseCache | None = None,
 ) -> Fleet:
     """Load every ``*.hcl`` file directly in ``specs_dir`` (sorted by name) as one fleet.
 
@@ -126,11 +129,12 @@ def load_fleet(
     default; ``environ=None`` reads no environment at all. Relative paths resolve
     against the directory of the file that wrote them; locations show files as
     ``str(specs_dir / name)``. Raises SpecError (exit status 2) on any bad input.
+    ``parse_cache`` (optional, owned by the caller) skips re-parsing unchanged files.
     """
     paths = sorted(p for p in specs_dir.glob("*.hcl") if p.is_file())
     if not paths:
         raise SpecError(Location(str(specs_dir)), "no *.hcl spec files in this directory")
-    files = [parse_file(p, str(specs_dir / p.name)) for p in paths]
+    files = [parse_file(p, str(specs_dir / p.name), parse_cache) for p in paths]
     return _Loader(files, dict(overrides or {}), dict(environ or {})).load()
 
 
@@ -232,12 +236,9 @@ def _check(kind: str, value: Value) -> object:
             out[key] = text
         return out
     if kind == "ref":
-        if isinstance(value, BlockRef):
-            return value
-        text = to_string(value)
-        if text is None or isinstance(value, bool):
+        if not isinstance(value, BlockRef | str):
             raise _Mismatch(describe(value))
-        return text
+        return value
     if kind == "refs":
         if not isinstance(value, tuple):
             raise _Mismatch(describe(value))
@@ -314,6 +315,8 @@ class _Loader:
             "app": Namespace.blocks("app", [d.name for d in self.of_kind("app")]),
             "group": Namespace.blocks("group", [d.name for d in self.of_kind("group")]),
         }
+        for name, (attr, _) in self.locals.items():
+            self.local(name, attr.loc)  # every local is checked, used or not
         for decl in self.of_kind("app"):
             self.expand_matrix(decl)
         self.scope["app"] = Namespace.blocks("app", {*self.app_names, *self.matrix_apps})

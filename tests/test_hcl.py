@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.errors import Location, SpecError
@@ -15,6 +17,7 @@ from pipeline.hcl import (
     evaluate,
     parse,
     parse_expression,
+    parse_file,
 )
 
 SCOPE = {
@@ -353,3 +356,35 @@ def test_namespaces_resolve_lazily() -> None:
     scope = {"local": Namespace("local", ["a", "b"], resolve)}
     assert evaluate(parse_expression("local.b"), scope) == "B"
     assert calls == ["b"]
+
+
+class DictCache:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.hits = 0
+
+    def get(self, key: str) -> bytes | None:
+        found = self.data.get(key)
+        self.hits += found is not None
+        return found
+
+    def put(self, key: str, data: bytes) -> None:
+        self.data[key] = data
+
+
+def test_parse_cache_returns_the_same_file_and_ignores_bad_entries(tmp_path: Path) -> None:
+    path = tmp_path / "a.hcl"
+    path.write_text(SOURCE)
+    cache = DictCache()
+    first = parse_file(path, "specs/a.hcl", cache)
+    assert first == parse(SOURCE, "specs/a.hcl")
+    (key,) = cache.data
+    assert cache.hits == 0
+    assert parse_file(path, "specs/a.hcl", cache) == first
+    assert cache.hits == 1
+    assert parse_file(path, "other/a.hcl", cache).path == "other/a.hcl"  # the path is keyed
+    cache.data[key] = b"not a pickle"
+    assert parse_file(path, "specs/a.hcl", cache) == first
+    path.write_text(SOURCE.replace('default = "x"', 'default = "y"'))
+    changed = parse_file(path, "specs/a.hcl", cache)
+    assert changed != first and changed == parse_file(path, "specs/a.hcl")

@@ -631,3 +631,23 @@ def test_bad_spec(case: Path, tmp_path: Path) -> None:
     assert str(info.value) == expected
     assert info.value.exit_code == 2
     assert "\n" not in str(info.value)
+
+
+def test_parse_cache_is_used_for_unchanged_files(tmp_path: Path) -> None:
+    class Cache(dict[str, bytes]):
+        def put(self, key: str, data: bytes) -> None:
+            self[key] = data
+
+    specs = write(tmp_path, {"a.hcl": VARIABLES, "b.hcl": INHERITS})
+    cache = Cache()
+    first = load_fleet(specs, parse_cache=cache)
+    assert len(cache) == 2
+    assert load_fleet(specs, parse_cache=cache) == first == load_fleet(specs)
+    assert len(cache) == 2
+
+
+def test_unused_locals_are_still_checked(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        load(tmp_path, 'locals {\n  unused = var.nope\n}\nimage "x" { from = "scratch" }\n')
+    where = tmp_path / "specs" / "main.hcl"
+    assert str(info.value) == f'{where}:2:12: locals: unknown reference "var.nope"'
