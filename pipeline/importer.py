@@ -253,6 +253,16 @@ def _pick_platform(
     raise StoreError(f"{shown}: no linux/{arch} image (has: {', '.join(found) or 'none'})")
 
 
+def _ref_name(entry: Mapping[str, Any]) -> str | None:
+    annotations = entry.get("annotations")
+    name = annotations.get(REF_ANNOTATION) if isinstance(annotations, Mapping) else None
+    return name if isinstance(name, str) else None
+
+
+def _ref_names(entries: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(sorted(_ref_name(e) or "(unnamed)" for e in entries))
+
+
 def _oci_manifest(src: _Source, ref: str | None, arch: str) -> tuple[Mapping[str, Any], str, str]:
     """(the manifest, its digest, its shown name) of the image picked from index.json."""
     index_name = "index.json"
@@ -267,18 +277,16 @@ def _oci_manifest(src: _Source, ref: str | None, arch: str) -> tuple[Mapping[str
         _blob_name(entry.get("digest"), shown)  # validate every digest up front
     if ref is not None:
         wanted = {ref, _tag_of(ref), _short_ref(ref)}
-        chosen = [e for e in entries if (e.get("annotations") or {}).get(REF_ANNOTATION) in wanted]
-        if not chosen:
-            names = sorted({str((e.get("annotations") or {}).get(REF_ANNOTATION)) for e in entries})
-            raise StoreError(f"{shown}: no image named {ref!r} (has: {', '.join(names)})")
-        entries = chosen
+        chosen = [e for e in entries if _ref_name(e) in wanted]
+        if not chosen and not (len(entries) == 1 and _ref_name(entries[0]) is None):
+            raise StoreError(f"{shown}: no image named {ref!r} (has: {_ref_names(entries)})")
+        entries = chosen or entries  # a single unnamed image is the one asked for
     if len(entries) == 1:
         desc = entries[0]
     elif all("platform" in e for e in entries):
         desc = _pick_platform(entries, arch, shown)
     else:
-        names = sorted({str((e.get("annotations") or {}).get(REF_ANNOTATION)) for e in entries})
-        raise StoreError(f"{shown}: {len(entries)} images; name one (has: {', '.join(names)})")
+        raise StoreError(f"{shown}: {len(entries)} images; name one (has: {_ref_names(entries)})")
     for _ in range(4):  # nested indexes
         media_type, name, size, raw = _descriptor(desc, shown)
         value, digest = _read_json(src, name, raw["digest"], size)

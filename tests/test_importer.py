@@ -477,3 +477,26 @@ def test_busybox_missing_is_a_clear_error(
     with pytest.raises(PipelineError, match=match):
         bases.busybox_rootfs_tar(tmp_path / "out.tar")
     assert not (tmp_path / "out.tar").exists()
+
+
+def test_layout_made_by_umoci(tmp_path: Path, busybox_tar: Path) -> None:
+    """A layout another tool wrote (its own JSON, its own gzip of our layer)."""
+    layout = tmp_path / "umoci"
+    for argv in (
+        ["umoci", "init", "--layout", str(layout)],
+        ["umoci", "new", "--image", f"{layout}:t"],
+        ["umoci", "raw", "add-layer", "--image", f"{layout}:t", str(busybox_tar)],
+    ):
+        subprocess.run(argv, check=True, capture_output=True)
+    image = read_image(layout, tmp_path / "staging", ref="t")
+    index = json.loads((layout / "index.json").read_text())
+    assert image.source_digest == index["manifests"][0]["digest"]
+    assert image.config["rootfs"]["diff_ids"] == [sha(busybox_tar.read_bytes())]
+    assert_busybox_layer(image.layer_dirs[0])
+    assert layer_info(image.layer_dirs[0]).diff_id == sha(busybox_tar.read_bytes())
+
+
+def test_single_unnamed_image_matches_any_ref(formats: dict[str, Path], tmp_path: Path) -> None:
+    """skopeo's oci-archive carries no ref annotation: asking for a name still finds it."""
+    image = read_image(formats["oci-archive"], tmp_path / "s", ref="busybox:latest")
+    assert len(image.layer_dirs) == 2
