@@ -129,6 +129,8 @@ class RunResult:
 
 
 _host_ok = False
+_live: set[subprocess.Popen[bytes]] = set()
+_live_lock = threading.Lock()
 
 
 def check_host() -> None:
@@ -171,13 +173,25 @@ def check_host() -> None:
         try:
             result = run_step([base / "lower"], base / "upper", base / "work", spec)
         except SandboxError as exc:
-            raise SandboxError(f"sandbox: check failed: {exc}") from None
+            reason = str(exc).removeprefix("sandbox: ")
+            raise SandboxError(f"sandbox: check failed: {reason}") from None
         if result.exit_code != 127 or any((base / "upper").iterdir()):
             raise SandboxError(
                 f"sandbox: check failed: probe step gave exit code {result.exit_code}: "
                 + " / ".join(result.output_tail[-3:])
             )
     _host_ok = True
+
+
+def kill_all() -> int:
+    """SIGKILL every sandbox this process is running (e.g. on Ctrl-C of a build); returns
+    how many. Each one's ``run_step`` then returns exit code 137 (or raises
+    :class:`SandboxError` if it was still being set up); mounts and processes go with it."""
+    with _live_lock:
+        running = [p for p in _live if p.poll() is None]
+    for proc in running:
+        proc.kill()
+    return len(running)
 
 
 def run_step(
@@ -321,6 +335,8 @@ class _Sandbox:
             raise SandboxError(f"sandbox: cannot start {sys.executable}: {exc}") from None
         finally:
             os.close(status_w)
+        with _live_lock:
+            _live.add(self.proc)
         return self.proc
 
     def finish(self, tail: Sequence[str]) -> int:
@@ -361,6 +377,8 @@ class _Sandbox:
                 self.proc.wait()
                 if self.proc.stdout is not None:
                     self.proc.stdout.close()
+                with _live_lock:
+                    _live.discard(self.proc)
             self._read_status()
             if self.status.get("ready"):
                 _remove_placeholders(self.upper, self.status.get("placeholders", []))

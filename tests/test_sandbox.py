@@ -29,6 +29,7 @@ from pipeline.sandbox import (
     RunResult,
     RunSpec,
     check_host,
+    kill_all,
     run_step,
 )
 
@@ -145,16 +146,23 @@ def _whiteout(path: Path) -> None:
     os.mknod(path, stat.S_IFCHR | 0o000, os.makedev(0, 0))
 
 
-def _find_process(argv: list[str]) -> int | None:
+def _pids(argv: list[str]) -> list[int]:
+    """Pids of processes whose command line is exactly ``argv``."""
     want = "\0".join(argv).encode() + b"\0"
+    found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 if (entry / "cmdline").read_bytes() == want:
-                    return int(entry.name)
+                    found.append(int(entry.name))
             except OSError:
                 continue
-    return None
+    return found
+
+
+def _find_process(argv: list[str]) -> int | None:
+    pids = _pids(argv)
+    return pids[0] if pids else None
 
 
 def _mnt_ns_holders(ns: str) -> list[int]:
@@ -576,6 +584,21 @@ def test_killing_the_sandbox_kills_the_step(run: Runner) -> None:
     assert "survived" not in result.output_tail
     assert _find_process(["sleep", "72.5"]) is None
     assert _mnt_ns_holders(str(state["ns"])) == []
+
+
+def test_kill_all_stops_running_steps(run: Runner) -> None:
+    results: list[RunResult] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(run("sleep 74.5")[0])) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    assert _wait_until(lambda: len(_pids(["sleep", "74.5"])) == 2)
+    assert kill_all() == 2
+    for t in threads:
+        t.join()
+    assert [r.exit_code for r in results] == [137, 137]
+    assert _pids(["sleep", "74.5"]) == []
 
 
 CALLER = """
