@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pipeline.errors import PipelineError, UsageError
+from pipeline.errors import PipelineError, UnsafePathError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,17 +66,24 @@ def _load(specs: Path, sets: Sequence[str]) -> Any:
 
 
 def _compile(fleet: Any, store: Any, outputs: Sequence[str] | None = None) -> Any:
-    from pipeline.context import ContextHasher
+    from pipeline.context import ContextError, ContextHasher
     from pipeline.graph import compile_fleet
     from pipeline.images import resolve_bases
 
     hasher = ContextHasher(store.root / "context-cache.json")
-    graph = compile_fleet(
-        fleet,
-        resolve_bases(fleet, store),
-        lambda c: hasher.digest(Path(c.context), c.sources, c.ignore),
-        outputs,
-    )
+
+    def copy_digest(copy: Any) -> str:
+        try:
+            return hasher.digest(Path(copy.context), copy.sources, copy.ignore)
+        except ContextError as exc:
+            raise exc.at(copy.loc) from None
+        except UnsafePathError as exc:
+            where = f"{copy.loc}: " if copy.loc else ""
+            raise UnsafePathError(
+                f"{where}COPY context {exc.where}", exc.path, exc.reason
+            ) from None
+
+    graph = compile_fleet(fleet, resolve_bases(fleet, store), copy_digest, outputs)
     hasher.save()
     return graph
 

@@ -23,7 +23,14 @@ APT_TEMPLATE = (
     " && rm -rf /var/lib/apt/lists/*"
 )
 APT_ENV = (("DEBIAN_FRONTEND", "noninteractive"),)
-PIP_TEMPLATE = "python3 -m pip install {packages}"
+# pip's HTTP cache keeps nothing when a proxy strips Cache-Control headers (seen here),
+# so the fleet shares a wheelhouse instead: downloads land once in the cache mount
+# (under a lock, as parallel steps share it) and installs read only from there.
+WHEELS = "/root/.cache/pip/wheels"
+PIP_TEMPLATE = (
+    f"flock {WHEELS}.lock python3 -m pip download -q -d {WHEELS} {{packages}}"
+    f" && python3 -m pip install --no-index --find-links {WHEELS} {{packages}}"
+)
 # Step-only settings (part of the key, not of the image config): Debian marks its
 # Python as externally managed, and pip's root/version warnings are noise here.
 PIP_ENV = (
