@@ -1,7 +1,7 @@
 """Child side of the sandbox. Started by :mod:`pipeline.sandbox`, never imported by it.
 
-Run as ``python -I -S _sandbox_init.py SPEC`` where SPEC is the hex of a ``marshal``
-dump of the dict built by ``pipeline.sandbox._Sandbox.start`` (same interpreter on both
+Run as ``python -I -S _sandbox_init.py WORK/spec``, a file holding the ``marshal`` dump
+of the dict built by ``pipeline.sandbox._Sandbox.start`` (same interpreter on both
 sides). Imports are kept to builtins plus ``ctypes`` (no ``json``, no ``signal``'s enum
 wrapper, ``pipeline.users`` only for a non-root user): the per-step cost is one small
 interpreter start and two forks.
@@ -168,7 +168,8 @@ def main(argv: list[str]) -> NoReturn:
     """Stage 1: new namespaces, then fork stage 2 and relay its exit status."""
     for sig in FORWARDED:
         signal.signal(sig, _forward)
-    spec = marshal.loads(bytes.fromhex(argv[1]))
+    with open(argv[1], "rb") as f:
+        spec = marshal.load(f)
     status_fd = spec["status_fd"]
     try:
         _pdeathsig()

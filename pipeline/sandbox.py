@@ -79,7 +79,6 @@ NETWORKS = ("default", "none")
 MAX_LINE = 16384  # longer output lines are cut into pieces of this many bytes
 
 _INIT = Path(__file__).with_name("_sandbox_init.py")
-_SETUP_FAILED = 125
 _BOOKKEEPING_XATTRS = frozenset(
     {
         "trusted.overlay.origin",
@@ -322,9 +321,11 @@ class _Sandbox:
                 for b in spec.binds
             ],
         }
+        spec_file = self.work / "spec"  # not argv: no size limit, nothing shown by ps
+        spec_file.write_bytes(marshal.dumps(doc))
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(_INIT), marshal.dumps(doc).hex()],
+                [sys.executable, "-I", "-S", str(_INIT), str(spec_file)],
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
@@ -426,6 +427,8 @@ def _escape(path: str) -> str:
 def _layout(lowerdirs: Sequence[Path], upper: Path, work: Path) -> str:
     """Make ``work/{l,ovl,root}``; the overlay mount options (relative to ``work/l``).
 
+    ``work/spec`` (written by ``_Sandbox.start``) holds the child's marshalled spec.
+
     Lowerdirs are named through short symlinks ``work/l/0``, ``work/l/1``, ... (as Docker's
     overlay2 does), so the option string stays far below the one-page limit of mount(2)
     whatever the store's paths look like.
@@ -521,7 +524,7 @@ def _strip_one(path: str) -> None:
 
 
 def _clear_work(work: Path) -> None:
-    for name in ("l", "ovl", "root"):
+    for name in ("l", "ovl", "root", "spec"):
         path = work / name
         if path.is_symlink() or path.is_file():
             path.unlink()

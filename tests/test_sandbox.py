@@ -271,6 +271,9 @@ def test_env_is_exact_with_default_path_and_home(run: Runner) -> None:
     )
     result, _ = run(("/bin/env",), env=(("PATH", "/bin"), ("HOME", "/x")))
     assert sorted(result.output_tail) == ["HOME=/x", "PATH=/bin"]
+    big = "x" * 100_000  # the spec travels in a file, not argv: no size trouble
+    result, _ = run("echo ${#BIG}", env=(("BIG", big),))
+    assert result.output_tail == ("100000",)
 
 
 def test_user_workdir_and_home(run: Runner) -> None:
