@@ -18,6 +18,10 @@ writer is our own (much faster than :mod:`tarfile`) but emits exactly the bytes
 
 :func:`extract_layer` reads any OCI/docker layer tar (plain, gzip, xz, bzip2) into
 that directory format, treating every path in it as hostile.
+
+For the importer, :class:`TarArchive` gives random access to the files of an image
+archive (OCI archive, ``docker save``) in place, :func:`member_names` lists a tar's
+names cheaply, and :func:`decompressed` undoes whole-file compression.
 """
 
 from __future__ import annotations
