@@ -401,6 +401,8 @@ def _syntax_message(exc: UnexpectedInput) -> str:
                 shown = first if len(first) <= 20 else first[:20] + "..."
                 what = f"'{shown}'" if '"' in shown else f'"{shown}"'
         expected = exc.expected or set()
+        if what.startswith(('"<<', "'<<")):
+            return f"unterminated heredoc {what}: no line holds only its closing marker"
         if "STRING_CHARS" in expected:
             return f"unexpected {what} in an unterminated string"
         if "INT_LITERAL" in expected:

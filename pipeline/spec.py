@@ -592,14 +592,17 @@ class _Loader:
             self.ignores[directory] = build_context.read_ignore(directory)
         return self.ignores[directory]
 
-    def directory(self, val: _Val, what: str) -> Path:
+    def directory(self, val: _Val, what: str, where: str = "") -> Path:
+        """The existing directory ``val`` names. Errors name the block that wrote it
+        (a parent's, for an inherited attribute); ``where`` prefixes nested blocks."""
         value = val.value
         assert isinstance(value, str)
         path = _abs(val.dir, value)
+        block = None if where else val.block
         if not path.exists():
-            raise SpecError(val.loc, f"{what} directory not found: {path}", block=val.block)
+            raise SpecError(val.loc, f"{where}{what} directory not found: {path}", block=block)
         if not path.is_dir():
-            raise SpecError(val.loc, f"{what} is not a directory: {path}", block=val.block)
+            raise SpecError(val.loc, f"{where}{what} is not a directory: {path}", block=block)
         return path
 
     def meta_steps(self, vals: Mapping[str, _Val]) -> list[Step]:
@@ -764,7 +767,9 @@ class _Loader:
             else:
                 from_image = str(ref.value)
         else:
-            path = self.directory(vals["context"], "context") if "context" in vals else decl.dir
+            path = (
+                self.directory(vals["context"], "context", where) if "context" in vals else decl.dir
+            )
             context = str(path)
             ignore = self.ignore(path)
         return Copy(
