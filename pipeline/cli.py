@@ -432,6 +432,60 @@ def bootstrap(ctx: click.Context, name: str, include: str) -> None:
     click.echo(f"{name}: {digest} ({time.monotonic() - started:.1f}s)")
 
 
+@main.command("run", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.option("-p", "--publish", multiple=True, metavar="[ADDR:]HOST_PORT:PORT")
+@click.option("-e", "--env", "envs", multiple=True, metavar="NAME=VALUE")
+@click.option("--network", type=click.Choice(["default", "none"]), default="default")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run_(
+    ctx: click.Context,
+    name: str,
+    publish: Sequence[str],
+    envs: Sequence[str],
+    network: str,
+    command: Sequence[str],
+) -> None:
+    """Run an image's entrypoint in the sandbox (host network, so a server is reachable;
+    -p forwards another host port to it). A throwaway upper dir: nothing of the run is
+    kept. Ctrl-C / SIGTERM stop it; everything is unmounted. Exits with its status."""
+    from pipeline import sandbox
+    from pipeline.graph import ImageConfig
+    from pipeline.portforward import Forwarder, PortMap
+
+    store = _store(ctx)
+    image = _lookup(store, name)
+    config = ImageConfig.from_oci(image.config.get("config") or {})
+    env = dict(config.env)
+    env.update(_overrides(envs))
+    argv = [*(config.entrypoint or ()), *(command or config.cmd or ())]
+    if not argv:
+        raise UsageError(f"{name}: the image has no entrypoint or cmd; give a command after --")
+    maps = [PortMap.parse(p) for p in publish]
+    spec = sandbox.RunSpec(
+        argv=tuple(argv),
+        env=tuple(env.items()),
+        workdir=config.workdir or "/",
+        user=config.user,
+        network=network,
+        hostname=name.removeprefix("app.").split(":")[0][:63] or "pipeline",
+    )
+    forwarders = []
+    with store.gc_lock(), store.staging() as staging:
+        upper, work = staging.path / "upper", staging.path / "work"
+        upper.mkdir()
+        work.mkdir()
+        lowers = [store.layer_path(d) for d, _ in reversed(image.layers)]
+        try:
+            forwarders = [Forwarder(m) for m in maps]
+            code = sandbox.run_interactive(lowers, upper, work, spec)
+        finally:
+            for f in forwarders:
+                f.close()
+    sys.exit(code)
+
+
 def run() -> None:
     """Entry point with one-line errors instead of tracebacks."""
     try:
