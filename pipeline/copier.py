@@ -1,10 +1,11 @@
 """COPY: write one fresh layer dir from source trees, with Docker's COPY semantics.
 
 Sources are :class:`SourceTree` values, one per top-level source after wildcard
-expansion, made by :func:`context_trees` (a build context) or :func:`image_trees`
-(``COPY --from``: paths in another image's LayerStack). :func:`copy_step` writes them
-into ``layer_dir`` (overlayfs upperdir format, see pipeline.layerstack), consulting the
-destination image's stack for what already exists; nothing is mounted.
+expansion, made by :func:`entry_trees` from ``pipeline.context.select`` (a build
+context) or by :func:`image_trees` (``COPY --from``: paths in another image's
+LayerStack). :func:`copy_step` writes them into ``layer_dir`` (overlayfs upperdir
+format, see pipeline.layerstack), consulting the destination image's stack for what
+already exists; nothing is mounted. :func:`run_copy` does all of it for a model step.
 
 Safety: the layer is written only through directory fds opened with ``O_NOFOLLOW``
 from ``layer_dir`` down, and entries are created with ``O_EXCL``/``mkdir``/``symlink``
@@ -17,16 +18,17 @@ opened with ``O_NOFOLLOW`` and must still be regular files when opened.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import os
 import posixpath
 import re
 import shutil
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from pipeline.context import glob_regex, is_glob, select
 from pipeline.errors import PipelineError, UnsafePathError
 from pipeline.layerstack import LayerStack, LayerStackError, join_parts, split_path
 from pipeline.model import Copy
@@ -34,7 +36,6 @@ from pipeline.users import Ids, resolve_user
 
 DEFAULT_DIR_MODE = 0o755
 _CHUNK = 1 << 30
-_MAGIC = re.compile(r"[*?\[]")
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _Parts = tuple[str, ...]
@@ -50,35 +51,64 @@ class CopyError(PipelineError):
         super().__init__(f"{path}: {reason}")
 
 
+class ContextEntry(Protocol):
+    """What the copier reads of a ``pipeline.context.Entry`` (see ``context.select``)."""
+
+    @property
+    def rel(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def kind(self) -> str: ...  # "file" | "dir" | "symlink"
+    @property
+    def mode(self) -> int: ...  # permission bits
+    @property
+    def target(self) -> str: ...
+    @property
+    def top(self) -> bool: ...
+    @property
+    def source(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SourceNode:
-    """One file, directory or symlink to copy, as lstat saw it (never followed).
+    """One file, directory or symlink to copy, as it was selected (never followed).
 
     ``rel`` is its "/"-separated path below the top-level source ("" for the top-level
-    object itself); ``host`` is the host path holding its bytes (regular file) or its
-    link (symlink). ``uid``/``gid`` are the owner the copy gets when there is no chown.
+    object itself); ``mode`` is a full st_mode (type and permission bits); ``host`` is
+    the host path holding its bytes (regular file); ``target`` is a symlink's link text
+    as selected. ``uid``/``gid`` are the owner the copy gets when there is no chown;
+    ``mtime_ns`` None leaves the time of writing.
     """
 
     rel: str
     mode: int
     uid: int
     gid: int
-    mtime_ns: int
+    mtime_ns: int | None
     host: str
+    target: str = ""
 
     @classmethod
     def of(cls, rel: str, st: os.stat_result, host: str, keep_owner: bool) -> SourceNode:
-        """The node for ``st``; owner root:root unless ``keep_owner``."""
+        """The node for ``st`` (an lstat of ``host``); owner root:root unless
+        ``keep_owner``. Reads a symlink's target."""
         uid, gid = (st.st_uid, st.st_gid) if keep_owner else (0, 0)
-        return cls(rel, st.st_mode, uid, gid, st.st_mtime_ns, host)
+        target = os.readlink(host) if stat.S_ISLNK(st.st_mode) else ""
+        return cls(rel, st.st_mode, uid, gid, st.st_mtime_ns, host, target)
 
 
 @dataclass(frozen=True, slots=True)
 class SourceTree:
-    """One top-level COPY source: ``nodes[0]`` is the source itself (rel ""), then its
-    descendants, parents before children. ``name`` is the name it gets when copied into
-    a directory (a directory source copies its contents, so its name is unused);
-    ``origin`` names the source in messages (a context path or an image path)."""
+    """One top-level COPY source, its nodes parents before children.
+
+    When ``nodes[0].rel`` is "" it is the source itself: a file or symlink source has
+    just that node; a directory source has it, then its contents. A directory tree may
+    also come without a root node (``context.select`` does not report the directory
+    itself, and an empty directory gives no nodes at all): then a destination
+    directory the image lacks is created 0755 root:root. ``name`` is the name a file
+    source gets inside a directory destination; ``origin`` names the source in messages.
+    """
 
     name: str
     origin: str
@@ -86,21 +116,68 @@ class SourceTree:
 
     @property
     def is_dir(self) -> bool:
-        return stat.S_ISDIR(self.nodes[0].mode)
+        return not self.nodes or self.nodes[0].rel != "" or stat.S_ISDIR(self.nodes[0].mode)
+
+    @property
+    def root(self) -> SourceNode | None:
+        return self.nodes[0] if self.nodes and self.nodes[0].rel == "" else None
 
 
 # -- sources -----------------------------------------------------------------------------
 
+_KINDS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}
+
+
+def _entry_node(entry: ContextEntry, rel: str) -> SourceNode:
+    try:
+        kind = _KINDS[entry.kind]
+    except KeyError:
+        raise CopyError(str(entry.path), f"unsupported entry kind {entry.kind!r}") from None
+    stat_key = getattr(entry, "stat_key", None)
+    mtime_ns = stat_key[1] if stat_key and stat_key[1] else None
+    return SourceNode(
+        rel, kind | stat.S_IMODE(entry.mode), 0, 0, mtime_ns, str(entry.path), entry.target
+    )
+
+
+def entry_trees(entries: Sequence[ContextEntry]) -> list[SourceTree]:
+    """Source trees for what ``context.select`` returned for one COPY (owners
+    root:root). A ``top`` entry (a file source) is a file tree; each run of other
+    entries from one source is a directory tree without a root node. No entries at
+    all (an empty directory was selected) is one empty directory tree."""
+    trees: list[SourceTree] = []
+    run: list[SourceNode] = []
+    run_source: str | None = None
+
+    def flush() -> None:
+        nonlocal run, run_source
+        if run_source is not None:
+            trees.append(SourceTree("", run_source, tuple(run)))
+        run, run_source = [], None
+
+    for entry in entries:
+        if entry.top:
+            flush()
+            trees.append(SourceTree(entry.rel, entry.source, (_entry_node(entry, ""),)))
+            continue
+        if run_source is not None and entry.source != run_source:
+            flush()
+        run_source = entry.source
+        run.append(_entry_node(entry, entry.rel))
+    flush()
+    return trees or [SourceTree("", "", ())]
+
 
 def _expand(parts: _Parts, children: Callable[[_Parts], list[str]]) -> list[_Parts]:
-    """Every path matching ``parts``, whose components may hold * ? [...] wildcards
-    (matched per component, as Docker/Go filepath.Match do), sorted."""
+    """Every path matching ``parts``, whose components may be globs in Go
+    ``filepath.Match`` style (one component each, as ``context.glob_regex``), sorted."""
     found: list[_Parts] = [()]
     wild = False
     for pattern in parts:
-        if _MAGIC.search(pattern):
+        if is_glob(pattern):
             wild = True
-            found = [(*p, n) for p in found for n in children(p) if fnmatch.fnmatchcase(n, pattern)]
+            rx = glob_regex(pattern)
+            found = [(*p, n) for p in found for n in children(p) if rx.fullmatch(n)]
         elif wild:
             found = [(*p, pattern) for p in found if pattern in children(p)]
         else:
@@ -108,138 +185,9 @@ def _expand(parts: _Parts, children: Callable[[_Parts], list[str]]) -> list[_Par
     return sorted(found)
 
 
-def _context_parts(context: Path, source: str) -> _Parts:
-    parts: list[str] = []
-    for name in source.split("/"):
-        if name in ("", "."):
-            continue
-        if name == "..":
-            if not parts:
-                raise UnsafePathError(str(context), source, "outside the build context")
-            parts.pop()
-            continue
-        parts.append(name)
-    return tuple(parts)
-
-
-def _host_dir_children(root: str, parts: _Parts) -> list[str]:
-    """Names in the context directory ``parts``; [] unless every component is a real
-    directory (symlinks are not followed)."""
-    path = root
-    for name in parts:
-        path = os.path.join(path, name)
-        try:
-            if not stat.S_ISDIR(os.lstat(path).st_mode):
-                return []
-        except OSError:
-            return []
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
-
-
-def _walk_host(
-    top: str, skip: Callable[[str, os.stat_result], bool]
-) -> Iterator[tuple[str, str, os.stat_result]]:
-    """(rel, host path, lstat) of everything below the real directory ``top``,
-    depth-first, names sorted, parents first; symlinks are not followed, and entries
-    for which ``skip`` is true are left out with everything below them."""
-
-    def listing(rel: str, host: str) -> Iterator[tuple[str, str, os.stat_result]]:
-        with os.scandir(host) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for entry in entries:
-            child = f"{rel}/{entry.name}" if rel else entry.name
-            yield child, entry.path, entry.stat(follow_symlinks=False)
-
-    pending = [listing("", top)]
-    while pending:
-        try:
-            rel, host, st = next(pending[-1])
-        except StopIteration:
-            pending.pop()
-            continue
-        if skip(rel, st):
-            continue
-        yield rel, host, st
-        if stat.S_ISDIR(st.st_mode):
-            pending.append(listing(rel, host))
-
-
-def _host_tree(
-    context: Path, parts: _Parts, ignored: Callable[[str, bool], bool], want_dir: bool = False
-) -> SourceTree:
-    root = os.fspath(context)
-    origin = os.path.join(root, *parts)
-    path = root
-    for i, name in enumerate(parts):
-        path = os.path.join(path, name)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            raise CopyError(origin, "no such file or directory in the build context") from None
-        if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
-            what = "a symlink (not followed)" if stat.S_ISLNK(st.st_mode) else "not a directory"
-            raise UnsafePathError(str(context), "/".join(parts), f"{name!r} is {what}")
-    top = os.lstat(path)
-    if parts and ignored("/".join(parts), stat.S_ISDIR(top.st_mode)):
-        raise CopyError(origin, "excluded by the context's ignore file")
-    if want_dir and stat.S_ISLNK(top.st_mode):
-        raise UnsafePathError(str(context), "/".join(parts), "a symlink (not followed)")
-    name = parts[-1] if parts else context.name
-    nodes = [SourceNode.of("", top, path, keep_owner=False)]
-    if stat.S_ISDIR(top.st_mode):
-        prefix = "/".join(parts)
-
-        def skip(rel: str, st: os.stat_result) -> bool:
-            return ignored(f"{prefix}/{rel}" if prefix else rel, stat.S_ISDIR(st.st_mode))
-
-        for rel, host, st in _walk_host(path, skip):
-            nodes.append(SourceNode.of(rel, st, host, keep_owner=False))
-    return SourceTree(name, origin, tuple(nodes))
-
-
-def context_trees(
-    context: Path, sources: Sequence[str], ignore: Sequence[str] = ()
-) -> list[SourceTree]:
-    """Source trees for ``sources`` (paths relative to ``context``, wildcards allowed)
-    by plain walking of the context directory. Owners become root:root.
-
-    ADAPTER POINT: the build-context selection proper (ignore files, hostile paths) is
-    ``pipeline.context.select``; until it is wired in, ``ignore`` holds gitignore-style
-    patterns applied here with pathspec, and a symlink inside a source path is refused.
-    A symlink that is a source, or inside a source directory, is copied as a symlink.
-    """
-    import pathspec
-
-    spec = pathspec.GitIgnoreSpec.from_lines(ignore) if ignore else None
-
-    def ignored(rel: str, is_dir: bool) -> bool:
-        return spec is not None and spec.match_file(rel + "/" if is_dir else rel)
-
-    root = os.fspath(context)
-    trees: list[SourceTree] = []
-    for source in sources:
-        parts = _context_parts(context, source)
-        if any(_MAGIC.search(p) for p in parts):
-            matches = [
-                m
-                for m in _expand(parts, lambda p: _host_dir_children(root, p))
-                if not ignored("/".join(m), os.path.isdir(os.path.join(root, *m)))
-            ]
-            if not matches:
-                raise CopyError(os.path.join(root, source), "no source files match")
-        else:
-            matches = [parts]
-        want_dir = source.endswith(("/", "/."))
-        trees.extend(_host_tree(context, m, ignored, want_dir) for m in matches)
-    return trees
-
-
 def image_trees(stack: LayerStack, sources: Sequence[str]) -> list[SourceTree]:
     """Source trees for ``sources``: paths in the image ``stack`` (``COPY --from``),
-    relative ones from ``/``, wildcards allowed. Symlinks on the way are followed within
+    relative ones from ``/``, globs allowed. Symlinks on the way are followed within
     that image's root; a symlink that is the source itself is copied as a symlink
     (unless written with a trailing "/", which names the directory it points to).
     Owners are kept (as BuildKit does for ``--from``) unless the COPY has a chown."""
@@ -253,15 +201,19 @@ def image_trees(stack: LayerStack, sources: Sequence[str]) -> list[SourceTree]:
     trees: list[SourceTree] = []
     for source in sources:
         parts = split_path(source)
-        if any(_MAGIC.search(p) for p in parts):
-            matches = _expand(parts, children)
+        wild = any(is_glob(p) for p in parts)
+        if wild:
+            try:
+                matches = _expand(parts, children)
+            except ValueError as exc:
+                raise CopyError(source, str(exc)) from None
             if not matches:
                 raise CopyError(source, "no source files match in the source image")
         else:
             matches = [parts]
         for match in matches:
             # "link/" names the directory the link points to, as in POSIX.
-            follow = source.endswith(("/", "/.")) and not any(_MAGIC.search(p) for p in parts)
+            follow = source.endswith(("/", "/.")) and not wild
             path = stack.resolve(join_parts(match), follow_last=follow)
             try:
                 entries = list(stack.walk(path))
@@ -446,7 +398,9 @@ class _LayerWriter:
             os.close(src)
 
     def write_symlink(self, parts: _Parts, node: SourceNode, meta: _Meta) -> None:
-        target = os.readlink(node.host)
+        target = node.target
+        if not target:
+            raise CopyError(node.host, "symlink without a target")
         parent = self.dir_fd(parts[:-1])
         name = parts[-1]
         try:
@@ -479,8 +433,8 @@ def _check_name(name: str, where: str, path: str) -> None:
 
 def _check_tree(tree: SourceTree) -> list[_Parts]:
     """Each node's path below the tree as components, after checking names and types."""
-    if not tree.nodes or tree.nodes[0].rel != "":
-        raise CopyError(tree.origin, "source tree does not start with its root")
+    if any(node.rel == "" for node in tree.nodes[1:]):
+        raise CopyError(tree.origin, "source tree has its root after other nodes")
     if not tree.is_dir:
         _check_name(tree.name, tree.origin, tree.name)
     rels: list[_Parts] = []
@@ -542,17 +496,20 @@ def copy_step(
     workdir: str = "/",
     chown: str | None = None,
     chmod: str | None = None,
+    source_count: int = 1,
 ) -> None:
     """Write the layer that COPYing ``trees`` to ``dest`` adds on top of ``stack``.
 
     Docker semantics: a directory source copies its contents; ``dest`` is a directory
-    when it ends in "/" (or is "." / ".."), when there are several sources, or when it
-    already is a directory in the image (symlinks followed within the image root);
-    otherwise a single file or symlink source is written under the name ``dest``.
+    when it ends in "/" (or is "." / ".."), when it already is a directory in the image
+    (symlinks followed within the image root); several sources (more than one tree,
+    or ``source_count`` > 1: the sources as written) need a "/" ending. Otherwise a
+    single file or symlink source is written under the name ``dest``.
     A relative ``dest`` is taken against ``workdir``. Parent directories the image lacks
     are created 0755 root:root; those it has are re-created with its mode, owner and
     mtime, so the layer leaves them unchanged. A directory ``dest`` that the image lacks
-    takes the metadata of a directory source (with chown/chmod), as Docker does. Files
+    takes the metadata of a directory source's root node (with chown/chmod) when the
+    tree has one, else it is 0755 and owned by the chown user or root. Files
     and directories keep their mode bits unless ``chmod`` ("755"/"0755") is given;
     owners are the trees' (root:root for a build context) unless ``chown`` is given,
     resolved against the image's /etc/passwd and /etc/group. Symlinks are copied as
@@ -564,7 +521,7 @@ def copy_step(
     target, as_dir = dest_path(dest, workdir)
     if not trees:
         raise CopyError(target, "no source files to copy")
-    if len(trees) > 1 and not as_dir:
+    if (len(trees) > 1 or source_count > 1) and not as_dir:
         raise CopyError(target, 'several sources need a directory destination ending in "/"')
     rels = [_check_tree(tree) for tree in trees]
     mode = parse_chmod(chmod, target) if chmod is not None else None
@@ -591,14 +548,19 @@ def copy_step(
             for name in base:
                 _check_name(name, "COPY destination", resolved)
             existed = _make_parents(writer, base, stack)
+            if not existed and owner is not None:
+                # A destination directory made for this COPY belongs to the chown user
+                # (its parents stay root's); a directory source's root may override.
+                writer.make_dir(base, (DEFAULT_DIR_MODE, owner.uid, owner.gid, None))
             for tree, tree_rels in zip(trees, rels, strict=True):
                 if not tree.is_dir:
                     _write_node(writer, (*base, tree.name), tree.nodes[0], mode, owner)
                     continue
-                if not existed:
-                    _write_node(writer, base, tree.nodes[0], mode, owner)
-                for node, rel in zip(tree.nodes[1:], tree_rels[1:], strict=True):
-                    _write_node(writer, (*base, *rel), node, mode, owner)
+                for node, rel in zip(tree.nodes, tree_rels, strict=True):
+                    if rel:
+                        _write_node(writer, (*base, *rel), node, mode, owner)
+                    elif not existed:  # the directory source's own metadata
+                        _write_node(writer, base, node, mode, owner)
         writer.finish()
     finally:
         writer.close()
@@ -613,13 +575,15 @@ def run_copy(
 ) -> None:
     """Build the layer for ``step`` in the fresh dir ``layer_dir`` on top of the layer
     dirs ``lower`` (top-most first). ``from_layers`` are the source image's layer dirs
-    (top-most first) for ``COPY --from``. Same contract as :func:`copy_step`."""
+    (top-most first) for ``COPY --from``; otherwise the sources come from
+    ``step.context`` through ``context.select`` (ignore patterns, hostile paths).
+    Same contract as :func:`copy_step`."""
     if step.from_image is not None:
         if from_layers is None:
             raise CopyError(step.dest, f"COPY --from {step.from_image}: source image not built")
         trees = image_trees(LayerStack(from_layers), step.sources)
     else:
-        trees = context_trees(Path(step.context), step.sources, step.ignore)
+        trees = entry_trees(select(Path(step.context), step.sources, step.ignore))
     copy_step(
         trees,
         step.dest,
@@ -628,4 +592,5 @@ def run_copy(
         workdir=workdir,
         chown=step.chown,
         chmod=step.chmod,
+        source_count=len(step.sources),
     )
