@@ -308,8 +308,8 @@ class File:
 def parse(text: str, path: str) -> File:
     """Parse HCL text. ``path`` is what locations show. Raises SpecError on bad syntax,
     on a duplicate attribute in one body, and on interpolation in a block label."""
-    tree = _parse_tree(text, path, 0, 0, 0)
-    conv = _Converter(path)
+    tree = _parse_tree(text, path, _NO_SHIFT)
+    conv = _Converter(path, _NO_SHIFT)
     body = next(c for c in tree.children if isinstance(c, Tree) and c.data == "body")
     return File(path, conv.body(body, None))
 
@@ -359,14 +359,36 @@ def parse_file(path: Path, display: str | None = None, cache: ParseCache | None 
 
 def parse_expression(text: str, path: str = "<expr>") -> Expr:
     """Parse one expression (``1 + var.x``); for tests and command-line values."""
-    tree = _parse_tree(f"_ = {text}", path, 0, -4, 0)
-    conv = _Converter(path, col_first=-4)
+    shift = _Shift(col_first=-4)
+    tree = _parse_tree(f"_ = {text}", path, shift)
+    conv = _Converter(path, shift)
     body = next(c for c in tree.children if isinstance(c, Tree) and c.data == "body")
     attr = next(c for c in body.children if isinstance(c, Tree) and c.data == "attribute")
     return conv.expr(attr.children[-1])
 
 
-def _parse_tree(text: str, path: str, line_base: int, col_first: int, col_rest: int) -> Tree:
+@dataclass(frozen=True)
+class _Shift:
+    """Maps a position in re-parsed text (an expression, a heredoc body turned into a
+    quoted string) back to the file: lines move by ``line_base``, columns by
+    ``col_first`` on line 1 and ``col_rest`` after, minus the escape characters that
+    were ``inserted`` (line -> columns) before the position."""
+
+    line_base: int = 0
+    col_first: int = 0
+    col_rest: int = 0
+    inserted: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+
+    def map(self, line: int, col: int) -> tuple[int, int]:
+        extra = sum(1 for c in self.inserted.get(line, ()) if c < col)
+        shift = self.col_first if line == 1 else self.col_rest
+        return line + self.line_base, max(1, col - extra + shift)
+
+
+_NO_SHIFT = _Shift()
+
+
+def _parse_tree(text: str, path: str, shift: _Shift) -> Tree:
     try:
         return hcl2.parses_to_tree(text)
     except UnexpectedInput as exc:
@@ -375,8 +397,7 @@ def _parse_tree(text: str, path: str, line_base: int, col_first: int, col_rest: 
         if line is None or line < 1:
             line = text.count("\n") + 1
             col = len(text.rsplit("\n", 1)[-1]) + 1
-        col = max(1, col + (col_first if line == 1 else col_rest))
-        loc = Location(path, line + line_base, col)
+        loc = Location(path, *shift.map(line, col))
         raise SpecError(loc, "syntax error: " + _syntax_message(exc)) from None
 
 
@@ -447,16 +468,11 @@ def _name_of(node: Tree) -> str:
 
 
 class _Converter:
-    """Lark tree -> Expr/Block. ``line_base``/``col_*`` shift positions for text
-    that was re-parsed out of a heredoc."""
+    """Lark tree -> Expr/Block; ``shift`` maps positions of re-parsed text."""
 
-    def __init__(
-        self, path: str, line_base: int = 0, col_first: int = 0, col_rest: int = 0
-    ) -> None:
+    def __init__(self, path: str, shift: _Shift) -> None:
         self.path = path
-        self.line_base = line_base
-        self.col_first = col_first
-        self.col_rest = col_rest
+        self.shift = shift
 
     def loc(self, node: Tree | Token) -> Location:
         if isinstance(node, Token):
@@ -468,8 +484,7 @@ class _Converter:
             line, col = (token.line or 0, token.column or 0) if token else (0, 0)
         if not line:
             return Location(self.path)
-        shift = self.col_first if line == 1 else self.col_rest
-        return Location(self.path, line + self.line_base, max(1, col + shift))
+        return Location(self.path, *self.shift.map(line, col))
 
     # ---- structure
 
@@ -725,10 +740,12 @@ class _Converter:
         loc = self.loc(token)
         if not body:
             return Template(loc, ("",))
-        # Sub-parse line 1 is the line after the marker; it starts with `_ = "`.
-        sub = _Converter(self.path, loc.line, -5 + indent, indent)
-        text = '_ = "' + _quote_heredoc(body) + '"'
-        tree = _parse_tree(text, self.path, sub.line_base, sub.col_first, sub.col_rest)
+        # Re-parse the body as a quoted string. Its line 1 is the line after the
+        # marker and starts with `_ = "` (5 columns); trimmed indentation comes back.
+        quoted, inserted = _quote_heredoc(body, 6)
+        shift = _Shift(loc.line, -5 + indent, indent, inserted)
+        sub = _Converter(self.path, shift)
+        tree = _parse_tree('_ = "' + quoted + '"', self.path, shift)
         attr = _trees(_trees(tree)[0])[0]
         template = sub.expr(attr.children[-1])
         assert isinstance(template, Template)
@@ -830,24 +847,42 @@ def _unescape(text: str, loc: Location) -> str:
     return "".join(out)
 
 
-def _quote_heredoc(body: str) -> str:
+def _quote_heredoc(body: str, first_col: int) -> tuple[str, dict[int, tuple[int, ...]]]:
     """Heredoc text as the inside of a quoted string: literal backslashes and quotes
-    escaped, ``${...}`` / ``%{...}`` sequences (and ``$${``/``%%{``) kept verbatim."""
+    escaped, ``${...}`` / ``%{...}`` sequences (and ``$${``/``%%{``) kept verbatim.
+    Also returns where escapes were inserted (line -> columns, 1-based, the text
+    starting at ``first_col`` of line 1), so positions can be mapped back."""
     out: list[str] = []
+    inserted: dict[int, list[int]] = {}
+    line, col = 1, first_col
+
+    def emit(text: str) -> None:
+        nonlocal line, col
+        out.append(text)
+        newlines = text.count("\n")
+        if newlines:
+            line += newlines
+            col = len(text) - text.rfind("\n")
+        else:
+            col += len(text)
+
     i, n = 0, len(body)
     while i < n:
         if body.startswith(("$${", "%%{"), i):
-            out.append(body[i : i + 3])
+            emit(body[i : i + 3])
             i += 3
         elif body.startswith(("${", "%{"), i):
             end = _skip_sequence(body, i + 2)
-            out.append(body[i:end])
+            emit(body[i:end])
             i = end
         else:
             c = body[i]
-            out.append("\\\\" if c == "\\" else '\\"' if c == '"' else c)
+            if c in ('"', "\\"):
+                inserted.setdefault(line, []).append(col)
+                emit("\\")
+            emit(c)
             i += 1
-    return "".join(out)
+    return "".join(out), {k: tuple(v) for k, v in inserted.items()}
 
 
 def _skip_sequence(text: str, i: int) -> int:

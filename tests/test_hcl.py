@@ -254,6 +254,8 @@ ERRORS: list[tuple[str, str]] = [
     ("[for x in 5 : x]", "e.hcl:1:11: cannot iterate over a number"),
     ('"\\q"', "e.hcl:1:2: invalid escape sequence \\q"),
     ("<<EOT\nfine\n  ${var.nope}\nEOT\n", 'e.hcl:3:5: unknown reference "var.nope"'),
+    ('<<EOT\nx "q\\" ${var.nope}\nEOT\n', 'e.hcl:2:10: unknown reference "var.nope"'),
+    ("<<-EOT\n    a ${var.nope}\n    EOT\n", 'e.hcl:2:9: unknown reference "var.nope"'),
     ("1 +", "e.hcl:1:4: syntax error: unexpected end of file, expected an expression"),
     ('"%{ if true }x"', "e.hcl:1:2: %{if} without a matching %{endif}"),
 ]
