@@ -1,10 +1,12 @@
 """Child side of the sandbox. Started by :mod:`pipeline.sandbox`, never imported by it.
 
-Run as ``python -I -S _sandbox_init.py WORK/spec``, a file holding the ``marshal`` dump
-of the dict built by ``pipeline.sandbox._Sandbox.start`` (same interpreter on both
-sides). Imports are kept to builtins plus ``ctypes`` (no ``json``, no ``signal``'s enum
-wrapper, ``pipeline.users`` only for a non-root user): the per-step cost is one small
-interpreter start and two forks.
+Run as ``python -I -S -c "...from pipeline._sandbox_init import main; main(sys.argv)"
+WORK/spec``: imported rather than run as a script, so its bytecode cache is used.
+``WORK/spec`` holds the ``marshal`` dump of the dict built by
+``pipeline.sandbox._Sandbox.start`` (same interpreter on both sides). Imports are kept
+to builtins plus ``ctypes`` (no ``json``, no ``signal``'s enum wrapper,
+``pipeline.users`` only for a non-root user): the per-step cost is one small interpreter
+start and two forks.
 
 Process tree and who kills whom::
 
@@ -36,7 +38,6 @@ import ctypes
 import marshal
 import os
 import stat
-import sys
 from typing import Any, NoReturn
 
 CLONE_NEWNS = 0x00020000
@@ -165,6 +166,15 @@ def _wait_for(pid: int) -> int:
 
 
 def main(argv: list[str]) -> NoReturn:
+    """Entry point: stage 1, and never a traceback on the step's output, in any stage."""
+    try:
+        _stage1(argv)
+    except BaseException as exc:
+        os.write(2, f"pipeline sandbox: {type(exc).__name__}: {exc}\n".encode())
+        os._exit(SETUP_FAILED)
+
+
+def _stage1(argv: list[str]) -> NoReturn:
     """Stage 1: new namespaces, then fork stage 2 and relay its exit status."""
     for sig in FORWARDED:
         signal.signal(sig, _forward)
@@ -500,14 +510,3 @@ class _Placeholders:
                 ]
             )
         return out
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    try:
-        main(sys.argv)
-    except SystemExit:
-        raise
-    except BaseException as exc:  # never a traceback on the step's output
-        os.write(2, f"pipeline sandbox: {type(exc).__name__}: {exc}\n".encode())
-        os._exit(SETUP_FAILED)

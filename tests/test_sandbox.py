@@ -571,13 +571,13 @@ def test_killing_the_sandbox_kills_the_step(run: Runner) -> None:
         pid = _find_process(["sleep", "72.5"])
         assert pid is not None
         state["ns"] = os.readlink(f"/proc/{pid}/ns/mnt")
-        for entry in Path("/proc").iterdir():  # stage 1: our child running _sandbox_init.py
+        for entry in Path("/proc").iterdir():  # stage 1: our child, pipeline._sandbox_init
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 cmdline = (entry / "cmdline").read_bytes()
             except (OSError, IndexError):
                 continue
-            if int(fields[1]) == os.getpid() and b"_sandbox_init.py" in cmdline:
+            if int(fields[1]) == os.getpid() and b"pipeline._sandbox_init" in cmdline:
                 os.kill(int(entry.name), signal.SIGKILL)
                 state["killed"] = True
 
