@@ -398,6 +398,8 @@ def _validate(lowerdirs: Sequence[Path], upper: Path, work: Path, spec: RunSpec)
         raise SandboxError("sandbox: empty command")
     if spec.network not in NETWORKS:
         raise SandboxError(f"sandbox: unknown network {spec.network!r} (use 'default' or 'none')")
+    if not 0 < len(spec.hostname.encode()) <= 64:
+        raise SandboxError(f"sandbox: hostname {spec.hostname!r} must be 1 to 64 bytes")
     if not spec.workdir.startswith("/"):
         raise SandboxError(f"sandbox: workdir {spec.workdir!r} is not absolute")
     if not lowerdirs:

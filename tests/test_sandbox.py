@@ -479,6 +479,8 @@ def test_setup_errors_are_sandbox_errors(run: Runner, rootfs: Path, tmp_path: Pa
         run("true", binds=(BindMount(tmp_path / "missing", "/x"),))
     with pytest.raises(SandboxError, match="network"):
         run("true", network="bridge")
+    with pytest.raises(SandboxError, match="hostname"):
+        run("true", hostname="h" * 65)
     work = tmp_path / "dirty-work"
     (work / "junk").mkdir(parents=True)
     upper = tmp_path / "u"
