@@ -57,12 +57,26 @@ def spec_options(fn: F) -> F:
     return fn
 
 
-def _load(specs: Path, sets: Sequence[str]) -> Any:
+@dataclass(frozen=True)
+class _ParseCache:
+    """hcl.ParseCache over the store: parsed spec files keyed by their content."""
+
+    store: Any
+
+    def get(self, key: str) -> bytes | None:
+        return self.store.cache_get("parsed-specs", key)  # type: ignore[no-any-return]
+
+    def put(self, key: str, data: bytes) -> None:
+        self.store.cache_put("parsed-specs", key, data)
+
+
+def _load(specs: Path, sets: Sequence[str], store: Any = None) -> Any:
     from pipeline.spec import load_fleet
 
     if not specs.is_dir():
         raise UsageError(f"{specs}: no such specs directory")
-    return load_fleet(specs, _overrides(sets), os.environ)
+    cache = _ParseCache(store) if store is not None else None
+    return load_fleet(specs, _overrides(sets), os.environ, parse_cache=cache)
 
 
 def _compile(fleet: Any, store: Any, outputs: Sequence[str] | None = None) -> Any:
@@ -151,8 +165,9 @@ def plan(ctx: click.Context, specs: Path, sets: Sequence[str], fmt: str) -> None
     """Show the merged layer DAG and what is shared."""
     from pipeline import report
 
-    fleet = _load(specs, sets)
-    graph = _compile(fleet, _store(ctx))
+    store = _store(ctx)
+    fleet = _load(specs, sets, store)
+    graph = _compile(fleet, store)
     if fmt == "json":
         click.echo(json.dumps(report.plan_json(graph), indent=2, sort_keys=True))
     elif fmt == "dot":
@@ -206,8 +221,8 @@ def _run_build(
     from pipeline import executor, report
     from pipeline.errors import BuildFailed
 
-    fleet = _load(specs, sets)
     store = _store(ctx)
+    fleet = _load(specs, sets, store)
     targets = _select(fleet, names) if names else list(fleet.outputs())
     graph = _compile(fleet, store, targets)
     rep: Any
@@ -426,7 +441,8 @@ def bootstrap(ctx: click.Context, name: str, include: str) -> None:
         tar = staging.path / "rootfs.tar"
         packages = [p for p in include.split(",") if p]
         rootfs_tar(name, tar, packages, epoch)
-        digest, notes = import_image(store, tar, name, epoch)
+        created_by = f"pipeline bootstrap {name}" + (f" --include {include}" if include else "")
+        digest, notes = import_image(store, tar, name, epoch, created_by)
     for note in notes:
         click.echo(f"{name}: note: {note}", err=True)
     click.echo(f"{name}: {digest} ({time.monotonic() - started:.1f}s)")

@@ -77,7 +77,9 @@ def as_base(image: StoredImage) -> ResolvedBase:
     )
 
 
-def import_image(store: Store, path: Path, name: str, epoch: int = 0) -> tuple[str, list[str]]:
+def import_image(
+    store: Store, path: Path, name: str, epoch: int = 0, created_by: str = ""
+) -> tuple[str, list[str]]:
     """Import an OCI layout/archive, docker archive or rootfs tar under ``name``.
     Layers are re-tarred deterministically from their extracted dirs. Returns the
     manifest digest and notes (skipped device nodes, ...). Atomic per layer and blob;
@@ -100,7 +102,8 @@ def import_image(store: Store, path: Path, name: str, epoch: int = 0) -> tuple[s
             for h in source_cfg.get("history") or []
         ]
         if sum(1 for h in hist if not h.empty_layer) != len(diff_ids):
-            hist = [HistoryEntry(f"imported from {path.name}", False) for _ in diff_ids]
+            text = created_by or f"pipeline import {path.name}"
+            hist = [HistoryEntry(text, False) for _ in diff_ids]
         config_blob = oci.image_config(config, diff_ids, hist)
         store.put_blob(config_blob)
         manifest = oci.manifest(config_blob.descriptor, descriptors)

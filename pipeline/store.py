@@ -141,6 +141,26 @@ class Store:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    # -- small keyed caches (parsed specs) -------------------------------------------
+
+    def cache_get(self, kind: str, key: str) -> bytes | None:
+        """Bytes put under (kind, hex key), or None. For derived data only: a miss is
+        always safe."""
+        if not key.isalnum():
+            return None
+        try:
+            return (self.root / "cache" / f".{kind}" / key).read_bytes()
+        except OSError:
+            return None
+
+    def cache_put(self, kind: str, key: str, data: bytes) -> None:
+        """Store derived bytes under (kind, hex key); atomic, last writer wins."""
+        if not key.isalnum():
+            raise StoreError(f"{self.root}: bad cache key {key!r}")
+        folder = self.root / "cache" / f".{kind}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self._write_atomic(folder / key, data)
+
     # -- sqlite --------------------------------------------------------------------
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
