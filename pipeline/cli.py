@@ -315,8 +315,9 @@ def _lookup(store: Any, name: str) -> Any:
 
 @main.command()
 @click.argument("name")
+@click.option("--no-trunc", is_flag=True, help="Do not shorten the CREATED BY column.")
 @click.pass_context
-def history(ctx: click.Context, name: str) -> None:
+def history(ctx: click.Context, name: str, no_trunc: bool) -> None:
     """Show an image's layers: what made each, its size, which other apps share it."""
     from pipeline.digest import short
     from pipeline.report import human_bytes
@@ -336,11 +337,14 @@ def history(ctx: click.Context, name: str) -> None:
             rows.append(("<config>", created_by, "0 B", ""))
             continue
         diff_id, size = layers.pop(0) if layers else ("?", 0)
-        shared = ", ".join(sorted(users.get(diff_id, ()))) or "-"
-        rows.append((short(diff_id), created_by, human_bytes(size), shared))
-    click.echo(f"{'LAYER':<13} {'SIZE':>10}  {'SHARED WITH':<30} CREATED BY")
+        sharers = sorted(users.get(diff_id, ()))
+        shared = ", ".join(sharers[:3]) + (f", +{len(sharers) - 3}" if len(sharers) > 3 else "")
+        rows.append((short(diff_id), created_by, human_bytes(size), shared or "-"))
+    click.echo(f"{'LAYER':<13} {'SIZE':>10}  {'SHARED WITH':<28} CREATED BY")
     for layer, created_by, size, shared in reversed(rows):
-        click.echo(f"{layer:<13} {size:>10}  {shared[:30]:<30} {created_by[:100]}")
+        if not no_trunc and len(created_by) > 70:
+            created_by = created_by[:69] + "…"
+        click.echo(f"{layer:<13} {size:>10}  {shared:<28} {created_by}")
 
 
 @main.command()

@@ -25,7 +25,21 @@ from pipeline.graph import BuildGraph, HistoryEntry, ImagePlan, LayerNode
 from pipeline.model import Copy, Run
 from pipeline.store import Store
 
-Outcome = Literal["built", "cached", "failed", "skipped"]
+Outcome = Literal["built", "cached", "pulled", "failed", "skipped"]
+DONE: tuple[Outcome, ...] = ("built", "cached", "pulled")
+
+
+class RemoteCache(Protocol):
+    """A shared layer cache elsewhere (a registry): cache key -> layer."""
+
+    def fetch(self, key: str, store: Store) -> str | None:
+        """Put the layer recorded for ``key`` into ``store`` (verified, atomic) and
+        return its diff_id; None when the remote has no entry for ``key``."""
+        ...
+
+    def publish(self, entries: Sequence[tuple[str, str]], store: Store) -> None:
+        """Upload the layers and the (key, diff_id) mapping of ``entries``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -33,6 +47,8 @@ class BuildOptions:
     jobs: int = 2
     epoch: int = 0
     ca_bundle: Path | None = None
+    cache_from: RemoteCache | None = None
+    cache_to: RemoteCache | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +128,10 @@ def build(
     started = time.monotonic()
     need = graph.closure(targets)
     order = [k for k in graph.order() if k in need]
+    if any(graph.node(k).kind == "run" and store.lookup(k) is None for k in order):
+        from pipeline.sandbox import check_host
+
+        check_host()  # one clear line when this host cannot run steps at all
     rep.begin(graph, order)
     results: dict[str, NodeResult] = {}
     with store.gc_lock(), ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
@@ -155,8 +175,15 @@ def build(
         images = {}
         for target in targets:
             plan = graph.images[target]
-            if all(results[k].outcome in ("built", "cached") for k in plan.nodes):
+            if all(results[k].outcome in DONE for k in plan.nodes):
                 images[target] = _write_image(store, plan, results)
+    if options.cache_to is not None:
+        entries = [
+            (k, r.layers[-1])
+            for k, r in results.items()
+            if r.outcome in DONE and graph.node(k).kind != "base" and r.layers
+        ]
+        options.cache_to.publish(entries, store)
     failures = tuple(r.failure for r in results.values() if r.failure is not None)
     result = BuildResult(results, images, failures, time.monotonic() - started, tuple(targets))
     rep.end(result)
@@ -189,6 +216,18 @@ def _build_node(
             diff_id = store.lookup(node.key)  # someone else may have built it meanwhile
             if diff_id is not None:
                 return NodeResult(node.key, "cached", (*parent_layers, diff_id))
+            if options.cache_from is not None:
+                diff_id = options.cache_from.fetch(node.key, store)
+                if diff_id is not None:
+                    seconds = time.monotonic() - started
+                    store.record(node.key, diff_id, node.label, seconds)
+                    return NodeResult(
+                        node.key,
+                        "pulled",
+                        (*parent_layers, diff_id),
+                        seconds,
+                        store.layer_size(diff_id),
+                    )
             with store.staging() as staging:
                 layer = staging.path / "layer"
                 if isinstance(node.step, Run):

@@ -101,7 +101,7 @@ def import_image(
             HistoryEntry(str(h.get("created_by", "")), bool(h.get("empty_layer", False)))
             for h in source_cfg.get("history") or []
         ]
-        if sum(1 for h in hist if not h.empty_layer) != len(diff_ids):
+        if created_by or sum(1 for h in hist if not h.empty_layer) != len(diff_ids):
             text = created_by or f"pipeline import {path.name}"
             hist = [HistoryEntry(text, False) for _ in diff_ids]
         config_blob = oci.image_config(config, diff_ids, hist)

@@ -149,6 +149,7 @@ def build_totals(graph: BuildGraph, result: BuildResult) -> dict[str, Any]:
     steps = [r for k, r in result.nodes.items() if graph.node(k).kind != "base"]
     built = sum(1 for r in steps if r.outcome == "built")
     cached = sum(1 for r in steps if r.outcome == "cached")
+    pulled = sum(1 for r in steps if r.outcome == "pulled")
     unique: dict[str, int] = {}
     naive = 0
     for image in result.images.values():
@@ -159,9 +160,10 @@ def build_totals(graph: BuildGraph, result: BuildResult) -> dict[str, Any]:
         "unique_nodes": len(steps),
         "built": built,
         "cached": cached,
+        "pulled": pulled,
         "failed": sum(1 for r in steps if r.outcome == "failed"),
         "skipped": sum(1 for r in steps if r.outcome == "skipped"),
-        "hit_ratio": cached / (built + cached) if built + cached else 1.0,
+        "hit_ratio": (cached + pulled) / (built + cached + pulled) if steps else 1.0,
         "bytes_written": sum(r.size for r in steps if r.outcome == "built"),
         "unique_bytes": sum(unique.values()),
         "naive_bytes": naive,
@@ -210,7 +212,8 @@ def summary_text(graph: BuildGraph, result: BuildResult) -> str:
     t = build_totals(graph, result)
     lines.append(
         f"{t['unique_nodes']} unique nodes: {t['built']} built, {t['cached']} cached"
-        f" ({t['hit_ratio']:.0%} hits), {t['failed']} failed, {t['skipped']} skipped;"
+        + (f", {t['pulled']} pulled" if t["pulled"] else "")
+        + f" ({t['hit_ratio']:.0%} hits), {t['failed']} failed, {t['skipped']} skipped;"
         f" {human_bytes(t['bytes_written'])} written;"
         f" images {human_bytes(t['naive_bytes'])} naive vs {human_bytes(t['unique_bytes'])}"
         f" stored once (sharing saved {human_bytes(t['saved_bytes'])}); {result.seconds:.1f}s"

@@ -113,12 +113,12 @@ def test_example_fleet_builds_runs_and_rebuilds_one_layer(fleet: tuple[Cli, Path
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
 
-    history = cli("history", "web").stdout
+    history = cli("history", "--no-trunc", "web").stdout
     lines = history.splitlines()
     story = [
         ("COPY . /opt/source-code/", "-"),
-        ("python3 -m pip", "orders, users"),
-        ("python3-pip", "api"),
+        ("pip install --no-index --find-links /root/.cache/pip/wheels flask", "orders, users"),
+        ("python3-pip", "api, cart, catalog, +7"),
     ]
     for needle, shared in story:
         line = next(line for line in lines if needle in line)
