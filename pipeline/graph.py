@@ -262,9 +262,12 @@ class BuildGraph:
 CopyDigest = Callable[[Copy], str]
 
 
-def step_label(step: Run | Copy) -> str:
-    """The ``created_by`` text of a step, as ``docker history`` shows it."""
+def step_label(step: Run | Copy, full: bool = False) -> str:
+    """How plans and progress show a step; with ``full``, the ``created_by`` text of the
+    image history (the real command, as ``docker history`` shows it)."""
     if isinstance(step, Run):
+        if step.display and not full:
+            return f"RUN {step.display}"
         cmd = step.command if isinstance(step.command, str) else _json_list(step.command)
         return f"RUN {cmd}"
     src = " ".join(step.sources)
@@ -406,7 +409,7 @@ class _Compiler:
             parent = chain[-1] if chain else None
             node = self._step_node(step, parent, config, trail)
             chain.append(self._add(node))
-            hist.append(HistoryEntry(node.label, False, node.key))
+            hist.append(HistoryEntry(step_label(step, full=True), False, node.key))
         return ImagePlan(image.id, tuple(chain), config, tuple(hist), image.tags, False, base)
 
     def _step_node(

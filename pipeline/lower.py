@@ -86,7 +86,14 @@ def lower_app(app: AppFields) -> ImageDef:
     steps: list[Step] = []
     apt = package_set(app.apt)
     if apt:
-        steps.append(Run(APT_TEMPLATE.format(packages=" ".join(apt)), env=APT_ENV, loc=app.apt_loc))
+        steps.append(
+            Run(
+                APT_TEMPLATE.format(packages=" ".join(apt)),
+                env=APT_ENV,
+                loc=app.apt_loc,
+                display=f"apt-get install {' '.join(apt)}",
+            )
+        )
     pip = package_set(app.pip)
     if pip:
         steps.append(
@@ -95,6 +102,7 @@ def lower_app(app: AppFields) -> ImageDef:
                 mounts=(PIP_CACHE,),
                 env=PIP_ENV,
                 loc=app.pip_loc,
+                display=f"pip install {' '.join(pip)}",
             )
         )
     workdir = app.workdir or (DEFAULT_APP_WORKDIR if app.source else "")

@@ -62,6 +62,8 @@ class Run:
 
     ``env`` holds step-only variables (Dockerfile ARG values) seen by this step on top
     of the image env; they are part of the key but not of the image config.
+    ``display`` (optional) is what plans and progress show instead of the command;
+    the image history always records the real command.
     """
 
     command: str | tuple[str, ...]
@@ -69,6 +71,7 @@ class Run:
     mounts: tuple[Mount, ...] = ()
     env: Pairs = ()
     loc: Location | None = None
+    display: str = ""  # a short description for plans and progress; never part of a key
 
 
 @dataclass(frozen=True)

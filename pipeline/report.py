@@ -70,18 +70,21 @@ def plan_json(graph: BuildGraph) -> dict[str, Any]:
 def plan_text(graph: BuildGraph) -> str:
     """Each output's chain as a tree; shared nodes marked with who shares them."""
     lines: list[str] = []
+    sharers: dict[str, list[str]] = {}  # key -> sorted apps, computed once per node
     for image_id in graph.outputs:
         plan = graph.images[image_id]
         tags = f"  [{', '.join(plan.tags)}]" if plan.tags else ""
         lines.append(f"{image_id}{tags}")
         for depth, key in enumerate(plan.nodes):
             node = graph.node(key)
-            apps = graph.apps_of(key)
+            apps = sharers.get(key)
+            if apps is None:
+                apps = sharers[key] = sorted(graph.apps_of(key))
             mark = ""
             if len(apps) > 1:
-                others = sorted(a for a in apps if a != image_id)
-                shown = ", ".join(others[:4]) + (f", +{len(others) - 4}" if len(others) > 4 else "")
-                mark = f"  (shared with {shown})"
+                others = [a for a in apps[:5] if a != image_id][:4]
+                rest = len(apps) - 1 - len(others)
+                mark = f"  (shared with {', '.join(others)}{f', +{rest}' if rest else ''})"
             if node.kind == "base" and not node.resolved:
                 mark += "  (unresolved)"
             branch = "└─ " if depth == len(plan.nodes) - 1 else "├─ "
