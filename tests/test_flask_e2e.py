@@ -42,6 +42,24 @@ def get(url: str, deadline: float = 30) -> str:
             time.sleep(0.3)
 
 
+def serve(store: Path, work: Path, app: str, stop: signal.Signals) -> str:
+    """`pipeline run APP -p PORT:5000`, GET / through the forwarded port, then stop it
+    with ``stop`` and check it exits. Returns the body."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", app, "-p", f"{port}:5000"],
+        cwd=work,
+        env=dict(os.environ, PIPELINE_STORE=str(store)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        return get(f"http://127.0.0.1:{port}/")
+    finally:
+        proc.send_signal(stop)
+        assert proc.wait(30) in (0, 128 + stop)  # stopped by the signal, within 30 s
+
+
 def built(report: dict) -> list[tuple[str, list[str]]]:
     return [(n["label"], n["apps"]) for n in report["nodes"] if n["outcome"] == "built"]
 
@@ -79,20 +97,7 @@ def test_example_fleet_builds_runs_and_rebuilds_one_layer(fleet: tuple[Cli, Path
     wheels = sorted(p.name for p in (store / "cache" / "pip" / "wheels").iterdir())
     assert len([w for w in wheels if w.startswith("flask-3.0.3")]) == 1
 
-    port = free_port()
-    env = dict(os.environ, PIPELINE_STORE=str(store))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", "web", "-p", f"{port}:5000"],
-        cwd=work,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        assert get(f"http://127.0.0.1:{port}/") == "hello from web\n"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+    assert serve(store, work, "web", signal.SIGTERM) == "hello from web\n"
     assert str(store) not in Path("/proc/self/mountinfo").read_text()
     assert list((store / "tmp").iterdir()) == []
 
@@ -100,18 +105,7 @@ def test_example_fleet_builds_runs_and_rebuilds_one_layer(fleet: tuple[Cli, Path
     app_py.write_text(app_py.read_text().replace("hello from", "hi again from"))
     after = build_all(cli, work)
     assert built(after) == [("COPY . /opt/source-code/", ["app.web"])]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", "web", "-p", f"{port}:5000"],
-        cwd=work,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        assert get(f"http://127.0.0.1:{port}/") == "hi again from web\n"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
+    assert serve(store, work, "web", signal.SIGINT) == "hi again from web\n"
 
     history = cli("history", "--no-trunc", "web").stdout
     lines = history.splitlines()
