@@ -151,9 +151,12 @@ class BuildKitTool(Tool):
         super().__init__(work)
         self.parallel = parallel
         self.cli = cli
-        self.sock = self.work / "docker.sock"
         self.root = self.work / "data"
-        self.exec_root = self.work / "exec"
+        # sockets live in a short path: a unix socket path has at most 107 bytes, and
+        # containerd puts its own below the exec root
+        self.short = Path(tempfile.mkdtemp(prefix="pbk-", dir="/tmp"))
+        self.sock = self.short / "docker.sock"
+        self.exec_root = self.short / "exec"
         self.proc: subprocess.Popen[bytes] | None = None
         self.children: set[int] = set()
 
@@ -169,6 +172,7 @@ class BuildKitTool(Tool):
         self.stop()
         remove_tree(self.root)
         remove_tree(self.exec_root)
+        self.short.mkdir(exist_ok=True)
         logf = (self.work / "dockerd.log").open("ab")
         self.proc = subprocess.Popen(
             [
@@ -220,8 +224,9 @@ class BuildKitTool(Tool):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         self.children = set()
-        for point in _mounts_under(self.work):
-            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+        for where in (self.work, self.short):
+            for point in _mounts_under(where):
+                subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
     def reset(self, base_tar: Path) -> None:
         self.start()
@@ -246,6 +251,7 @@ class BuildKitTool(Tool):
 
     def close(self) -> None:
         self.stop()
+        remove_tree(self.short)
 
 
 def _children(pid: int) -> set[int]:
@@ -562,7 +568,8 @@ def markdown(result: dict[str, Any]) -> str:
         f" {m['memory_bytes'] / (1 << 30):.1f} GiB, {m['os']}, kernel {m['kernel']},"
         f" /tmp on {m['tmp_filesystem']}. Medians of {result['repeats']} repeats, tools"
         " alternating in a rotating order; peers build two Dockerfiles at a time,"
-        f" pipeline runs `build-all -j {result['jobs']}`.",
+        f" pipeline runs `build-all -j {result['jobs']}`. Load average (1 min) at the start"
+        f" {result['loadavg_start'][0]:.2f}, at the end {result['loadavg_end'][0]:.2f}.",
         "",
         "Tools: " + "; ".join(f"{k}: {v}" for k, v in m["tools"].items()) + ".",
         "",
@@ -694,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         "peer_parallel": args.peer_parallel,
         "buildah": {"storage": args.buildah_storage, "isolation": args.buildah_isolation},
         "sizes": [],
+        "loadavg_start": os.getloadavg(),
     }
     with _terminate_on_signals():
         try:
@@ -756,6 +764,7 @@ def main(argv: list[str] | None = None) -> int:
                 remove_tree(work)
             else:
                 log(f"kept {work}")
+    result["loadavg_end"] = os.getloadavg()
     if len(result["sizes"]) > 1:
         first, *_, last = result["sizes"]
         header = f"cold({last['shape']['apps']}) / cold({first['shape']['apps']})"
