@@ -618,6 +618,18 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {LABELS.get(name, name)} | " + " | ".join(_fmt_r(x) for x in row) + " |"
             )
         lines.append("")
+    checks = targets(result)
+    if checks:
+        lines += [
+            f"## Issue 4 targets for pipeline at {result['sizes'][-1]['shape']['apps']} apps",
+            "",
+            "| target | limit | measured | |",
+            "| --- | ---: | ---: | --- |",
+        ]
+        for what, limit, value in checks:
+            verdict = "met" if value <= limit else f"missed by {value / limit:.2f}x"
+            lines.append(f"| {what} | {limit:.2f} | {value:.2f} | {verdict} |")
+        lines.append("")
     errors = [
         f"- {LABELS.get(n, n)} at {size['shape']['apps']} apps: {t['error']}"
         for size in result["sizes"]
@@ -627,6 +639,33 @@ def markdown(result: dict[str, Any]) -> str:
     if errors:
         lines += ["## Failures", "", *[e.splitlines()[0] for e in errors], ""]
     return "\n".join(lines)
+
+
+def targets(result: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """(target, limit, measured) for the issue's targets that this run can check,
+    at the largest fleet size."""
+    if not result["sizes"]:
+        return []
+    s = result["sizes"][-1]["summary"]
+    p = s.get("pipeline")
+    if not p or p.get("error"):
+        return []
+    out: list[tuple[str, float, float]] = []
+    bk = s["ratios"].get("buildkit", {})
+    if bk.get("cold") is not None:
+        out.append(("cold / BuildKit cold", 0.5, bk["cold"]))
+    if s["ratios"].get("floor", {}).get("cold") is not None:
+        out.append(("cold / floor", 1.5, s["ratios"]["floor"]["cold"]))
+    scale = result.get("scaling", {}).get("pipeline", [None])[0]
+    if scale is not None:
+        out.append((result["scaling_header"][0], 1.3, scale))
+    if bk.get("noop") is not None:
+        out.append(("no-op / BuildKit no-op", 0.1, bk["noop"]))
+    if bk.get("change") is not None:
+        out.append(("one change / BuildKit one change", 0.15, bk["change"]))
+    if p.get("growth_over_unique") is not None:
+        out.append(("store growth / unique layer bytes", 1.05, p["growth_over_unique"]))
+    return out
 
 
 LABELS = {
