@@ -204,6 +204,18 @@ def build_options(fn: F) -> F:
         default=None,
         help="Also write the build's totals and per-node outcomes as JSON here.",
     )(fn)
+    fn = click.option(
+        "--cache-from", metavar="REGISTRY/REPO", help="Fetch layers from this remote cache."
+    )(fn)
+    fn = click.option(
+        "--cache-to", metavar="REGISTRY/REPO", help="Publish layers to this remote cache."
+    )(fn)
+    fn = click.option(
+        "--insecure", is_flag=True, help="Allow plain HTTP to non-loopback registries."
+    )(fn)
+    fn = click.option(
+        "--update", is_flag=True, help="Re-resolve registry bases and rewrite pipeline.lock."
+    )(fn)
     return fn
 
 
@@ -217,12 +229,19 @@ def _run_build(
     verbose: bool,
     json_report: Path | None,
     ca_bundle: Path | None,
+    cache_from: str | None = None,
+    cache_to: str | None = None,
+    insecure: bool = False,
+    update: bool = False,
 ) -> None:
     from pipeline import executor, report
+    from pipeline.cli_remote import ensure_registry_bases, remote_build_options
     from pipeline.errors import BuildFailed
 
     store = _store(ctx)
     fleet = _load(specs, sets, store)
+    ca_bundle = ca_bundle or executor.default_ca_bundle(os.environ)
+    ensure_registry_bases(fleet, store, specs, update, insecure, ca_bundle)
     targets = _select(fleet, names) if names else list(fleet.outputs())
     graph = _compile(fleet, store, targets)
     rep: Any
@@ -238,7 +257,8 @@ def _run_build(
     opts = executor.BuildOptions(
         jobs=jobs or os.cpu_count() or 1,
         epoch=epoch,
-        ca_bundle=(ca_bundle or executor.default_ca_bundle(os.environ)),
+        ca_bundle=ca_bundle,
+        **remote_build_options(cache_from, cache_to, insecure, ca_bundle),
     )
     build_id = store.begin_build(" ".join(sys.argv[1:]))
     result = executor.build(graph, store, targets, opts, rep)
@@ -504,6 +524,12 @@ def run_(
             for f in forwarders:
                 f.close()
     sys.exit(code)
+
+
+from pipeline.cli_remote import pull, push  # noqa: E402
+
+main.add_command(push)
+main.add_command(pull)
 
 
 def run() -> None:
