@@ -352,10 +352,21 @@ class PullResult:
     same_digest: bool = True  # the store's manifest is byte-identical to the registry's
 
 
-def local_for(store: Store, remote_digest: str) -> str | None:
-    """The store's manifest for a remote manifest digest pulled earlier, if the store
-    still has it and all its layers."""
-    raw = store.cache_get("pulled-manifests", hex_of(remote_digest))
+def _mapping_keys(remote_digest: str, arch: str | None) -> list[str]:
+    """Derived-cache keys of a pulled digest: an image manifest's own, and an index's
+    per platform (an index maps to a different image for each architecture)."""
+    keys = [hex_of(remote_digest)]
+    if arch:
+        keys.append(hex_of(remote_digest) + "linux" + "".join(c for c in arch if c.isalnum()))
+    return keys
+
+
+def local_for(store: Store, remote_digest: str, arch: str | None = None) -> str | None:
+    """The store's manifest for a remote manifest digest (or, with ``arch``, an index
+    digest) pulled earlier, if the store still has it and all its layers."""
+    raw = None
+    for key in _mapping_keys(remote_digest, arch):
+        raw = store.cache_get("pulled-manifests", key) or raw
     local = raw.decode() if raw else remote_digest
     if not is_digest(local) or not store.blob_path(local).exists():
         return None
@@ -483,7 +494,7 @@ def pull_image(
     client = registries.client(ref.registry)
     repo = ref.repository
     manifest, top = _resolve_manifest(client, ref, arch)
-    local = local_for(store, top)
+    local = local_for(store, manifest.digest)
     if local is not None:
         store.tag(name, local)
         present = len(store.manifest_layers(local))
@@ -567,8 +578,10 @@ def pull_image(
             [oci.Descriptor(oci.MT_LAYER, d, s) for d, s in zip(local_ids, sizes, strict=True)],
         )
         local_digest = store.put_blob(local_manifest)
-        for remote in {top, manifest.digest}:
-            store.cache_put("pulled-manifests", hex_of(remote), local_digest.encode())
+        store.cache_put("pulled-manifests", hex_of(manifest.digest), local_digest.encode())
+        if top != manifest.digest:
+            key = _mapping_keys(top, arch)[-1]
+            store.cache_put("pulled-manifests", key, local_digest.encode())
         store.tag(name, local_digest)
     fetched_count = len(done)
     return PullResult(
@@ -641,7 +654,7 @@ def ensure_bases(
         ref = Reference.parse(text)
         pinned = ref.digest or (None if update else pins.get(text))
         if pinned is not None:
-            local = local_for(store, pinned)
+            local = local_for(store, pinned, host_arch())
             if local is not None:
                 if store.resolve(text) != local:
                     store.tag(text, local)

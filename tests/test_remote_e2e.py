@@ -411,3 +411,45 @@ def test_pull_refuses_a_hostile_layer_and_stays_clean(registry: Registry, tmp_pa
     assert f"{registry.host}/other/hostile@sha256:" in proc.stderr
     assert _store_snapshot(store) == before
     assert not (tmp_path.parent / "escape.txt").exists()
+
+
+def test_pull_picks_the_platform_from_an_index(pushed: Pushed, tmp_path: Path) -> None:
+    from pipeline.registry import RegistryClient
+
+    images = pushed.report["images"]
+    entries = []
+    for app, arch in (("app.one", "amd64"), ("app.two", "arm64")):
+        data = (pushed.root / "store" / "blobs" / "sha256").joinpath(
+            images[app]["manifest"].split(":")[1]
+        )
+        entries.append(
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": images[app]["manifest"],
+                "size": data.stat().st_size,
+                "platform": {"os": "linux", "architecture": arch},
+            }
+        )
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        }
+    ).encode()
+    # the index's repository must hold the manifests (and their blobs) it lists
+    for app in ("one", "two"):
+        pushed.cli("push", app, "--to", f"{pushed.host}/acme/multi:{app}")
+    client = RegistryClient(pushed.host, environ={})
+    index_digest = client.put_manifest(
+        "acme/multi", "1", index, "application/vnd.oci.image.index.v1+json"
+    )
+    cli = make_cli(tmp_path / "store", tmp_path)
+    ref = f"{pushed.host}/acme/multi:1"
+    out = cli("pull", ref, "--tag", "multi:amd64", "--platform", "linux/amd64").stdout
+    assert images["app.one"]["manifest"] in out and index_digest in out
+    out = cli("pull", ref, "--tag", "multi:arm64", "--platform", "linux/arm64").stdout
+    assert images["app.two"]["manifest"] in out
+    proc = cli("pull", ref, "--platform", "linux/s390x", check=False)
+    assert proc.returncode == 1
+    assert "no linux/s390x image in the index (has: linux/amd64, linux/arm64)" in proc.stderr
