@@ -142,7 +142,7 @@ def build(
             while progressed:
                 progressed = False
                 for key in list(pending):
-                    preds = list(graph.graph.predecessors(key))
+                    preds = graph.predecessors(key)
                     if any(p not in results for p in preds):
                         continue
                     pending.remove(key)

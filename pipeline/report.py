@@ -103,7 +103,7 @@ def plan_dot(graph: BuildGraph) -> str:
             label = json.dumps(f"{short(key)}\\n{_clip(node.label, 40)}")
             shared = ", style=bold" if len(graph.apps_of(key)) > 1 else ""
             out.append(f'  "{short(key)}" [label={label}{shared}];')
-    for a, b in graph.graph.edges:
+    for a, b in graph.edges():
         if a in used and b in used:
             out.append(f'  "{short(a)}" -> "{short(b)}";')
     for image_id in graph.outputs:
@@ -122,7 +122,7 @@ def plan_mermaid(graph: BuildGraph) -> str:
         if key in used:
             label = _clip(graph.node(key).label, 40).replace('"', "'")
             out.append(f'  n{short(key)}["{label}"]')
-    for a, b in graph.graph.edges:
+    for a, b in graph.edges():
         if a in used and b in used:
             out.append(f"  n{short(a)} --> n{short(b)}")
     for i, image_id in enumerate(graph.outputs):

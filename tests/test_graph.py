@@ -212,3 +212,23 @@ def test_keys_are_stable_under_permutation_of_image_order(names: list[str]) -> N
     assert set(g.graph.nodes) == set(ref.graph.nodes)
     for image_id, plan in ref.images.items():
         assert g.images[image_id].nodes == plan.nodes
+
+
+def test_scheduler_queries_agree_with_networkx() -> None:
+    import networkx as nx
+
+    builder = ImageDef("app.x/build", BaseRef("scratch", "scratch"), (Run("make"),))
+    final = ImageDef(
+        "app.x",
+        BaseRef("store", "debian:bookworm"),
+        (Run("true"), Copy(("/out",), "/bin/", from_image="app.x/build")),
+        is_app=True,
+    )
+    g = compile_(fleet(app("a", ("flask",), "/src/a"), final, builder))
+    assert g.order() == list(nx.lexicographical_topological_sort(g.graph))
+    for key in g.nodes:
+        assert set(g.predecessors(key)) == set(g.graph.predecessors(key))
+    assert g.closure([]) == set()
+    top = g.images["app.x"].nodes[-1]
+    assert g.closure(["app.x"]) == nx.ancestors(g.graph, top) | {top}
+    assert g.graph.nodes[top]["apps"] == {"app.x"}
