@@ -261,7 +261,11 @@ def _run_build(
         **remote_build_options(cache_from, cache_to, insecure, ca_bundle),
     )
     build_id = store.begin_build(" ".join(sys.argv[1:]))
-    result = executor.build(graph, store, targets, opts, rep)
+    try:
+        result = executor.build(graph, store, targets, opts, rep)
+    except BaseException as exc:
+        store.end_build(build_id, "error", {"error": f"{type(exc).__name__}: {exc}"})
+        raise
     totals = report.build_totals(graph, result)
     store.end_build(build_id, "failed" if result.failures else "ok", totals)
     for key, node_result in result.nodes.items():

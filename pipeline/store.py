@@ -354,11 +354,15 @@ class Store:
         )
 
     def resolve(self, name: str) -> str | None:
-        """The manifest digest a name points at; ``name@sha256:...`` is checked directly."""
-        if "@" in name:
+        """The manifest digest a name points at. ``name@sha256:...`` is first looked up
+        as a name (a pulled image is stored under the reference it was pulled by, and
+        may have been re-keyed), then as a manifest digest in the store."""
+        rows = self._query("SELECT manifest FROM images WHERE name=?", (name,))
+        if rows:
+            return str(rows[0][0])
+        if "@" in name:  # a digest the store holds itself (e.g. our own build's)
             digest = name.split("@", 1)[1]
             return digest if is_digest(digest) and self.blob_path(digest).exists() else None
-        rows = self._query("SELECT manifest FROM images WHERE name=?", (name,))
         if not rows and ":" not in name.rsplit("/", 1)[-1]:
             rows = self._query("SELECT manifest FROM images WHERE name=?", (name + ":latest",))
         return str(rows[0][0]) if rows else None
