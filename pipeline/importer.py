@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, Protocol
 
 from pipeline.digest import DIGEST_PREFIX, hex_of, is_digest
 from pipeline.errors import StoreError, UnsafePathError
-from pipeline.tarball import TarArchive, decompressed, extract_layer, member_names
+from pipeline.tarball import HashingReader, TarArchive, decompressed, extract_layer, member_names
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
@@ -128,29 +128,6 @@ class _ArchiveSource:
 
     def shown(self, name: str) -> str:
         return f"{self.where}:{name}"
-
-
-class _Verifying:
-    """A reader that hashes and counts what passes through it."""
-
-    def __init__(self, inner: BinaryIO) -> None:
-        self._inner = inner
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._inner.read(n)
-        self.hash.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(_CHUNK):
-            pass
-
-    @property
-    def digest(self) -> str:
-        return DIGEST_PREFIX + self.hash.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -412,7 +389,7 @@ def _extract_layers(
         shown = src.shown(layer.name)
         dest = _fresh_dir(staging, f"layer{i:03d}-", made)
         with src.open(layer.name) as raw:
-            reader = _Verifying(raw)
+            reader = HashingReader(raw, shown)
             report = extract_layer(reader, dest, shown)  # type: ignore[arg-type]
             reader.drain()
         named_by_diff_id = layer.digest_may_be_diff_id and layer.digest == report.diff_id
@@ -456,7 +433,7 @@ def default_config(diff_id: str, arch: str = "amd64") -> dict[str, Any]:
 def _read_rootfs(path: Path, staging: Path, made: list[Path]) -> ImportedImage:
     dest = _fresh_dir(staging, "layer000-", made)
     with path.open("rb") as raw:
-        reader = _Verifying(raw)
+        reader = HashingReader(raw, str(path))
         report = extract_layer(reader, dest, str(path))  # type: ignore[arg-type]
         reader.drain()
     notes = tuple(_layer_notes(0, 1, report.skipped, report.notes))

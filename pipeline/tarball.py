@@ -453,7 +453,7 @@ class _Prefixed(io.RawIOBase):
         return n
 
 
-class _Hashing:
+class HashingReader:
     """A read-only stream wrapper that hashes and counts every byte read through it.
     Decompression errors surface as StoreError naming ``where``."""
 
@@ -475,6 +475,10 @@ class _Hashing:
     def drain(self) -> None:
         while self.read(_CHUNK):
             pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
 
 
 _MAGIC_NUMBERS = (
@@ -511,7 +515,7 @@ def decompressed(stream: BinaryIO, where: str) -> tuple[BinaryIO, str]:
     corrupt data raises StoreError naming ``where``. zstd raises StoreError (the
     optional 'zstandard' package is not a dependency)."""
     inner, kind = _decompressed(stream, where)
-    return _Hashing(inner, where), kind  # type: ignore[return-value]
+    return HashingReader(inner, where), kind  # type: ignore[return-value]
 
 
 def member_names(path: Path) -> tuple[frozenset[str], str]:
@@ -524,7 +528,7 @@ def member_names(path: Path) -> tuple[frozenset[str], str]:
     with path.open("rb") as f:
         stream, compression = _decompressed(f, where)
         if compression:
-            source: dict[str, Any] = {"fileobj": _Hashing(stream, where), "mode": "r|"}
+            source: dict[str, Any] = {"fileobj": HashingReader(stream, where), "mode": "r|"}
         else:
             f.seek(0)
             source = {"fileobj": f, "mode": "r:"}
@@ -811,7 +815,7 @@ def extract_layer(stream: BinaryIO, dest: Path, where: str) -> ExtractReport:
     root_fd = os.open(dest, _DIR_FLAGS)
     ex = _Extractor(root_fd, where)
     try:
-        hashing = _Hashing(_decompressed(stream, where)[0], where)
+        hashing = HashingReader(_decompressed(stream, where)[0], where)
         count = _extract_members(ex, hashing, where)
         hashing.drain()
         _apply_dir_times(ex)
@@ -827,7 +831,7 @@ def extract_layer(stream: BinaryIO, dest: Path, where: str) -> ExtractReport:
     )
 
 
-def _extract_members(ex: _Extractor, hashing: _Hashing, where: str) -> int:
+def _extract_members(ex: _Extractor, hashing: HashingReader, where: str) -> int:
     """Run every member of the tar read from ``hashing`` through ``ex``; the count."""
     count = 0
     try:
