@@ -876,18 +876,25 @@ class _Loader:
             names.append(name)
         return names
 
+    def cycle_error(
+        self, kind: str, attr_name: str, what: str, trail: tuple[str, ...], name: str
+    ) -> SpecError:
+        """The error for ``name`` met again on ``trail``: located at the ``attr_name``
+        attribute of the cycle's first block, printing the cycle."""
+        cycle = [*trail[trail.index(name) :], name]
+        first = self.decls[(kind, cycle[0])]
+        attr = first.attr(attr_name)
+        return SpecError(
+            attr.loc if attr else first.block.loc,
+            f"{what}: " + " -> ".join(f"{kind}.{n}" for n in cycle),
+            block=first.label,
+        )
+
     def merged(self, decl: _Decl, trail: tuple[str, ...], scope: Scope) -> dict[str, _Val]:
         """The attributes of app ``decl`` after ``inherits``: parents in list order,
         then its own; env/labels/args merge key-wise, everything else is replaced."""
         if decl.name in trail:
-            cycle = [*trail[trail.index(decl.name) :], decl.name]
-            first = self.decls[("app", cycle[0])]
-            attr = first.attr("inherits")
-            raise SpecError(
-                attr.loc if attr else first.block.loc,
-                "inherits cycle: " + " -> ".join(f"app.{n}" for n in cycle),
-                block=first.label,
-            )
+            raise self.cycle_error("app", "inherits", "inherits cycle", trail, decl.name)
         with _in_block(decl.label):
             for nested in decl.block.blocks:
                 raise SpecError(
@@ -1013,14 +1020,7 @@ class _Loader:
 
     def group(self, decl: _Decl, trail: tuple[str, ...]) -> tuple[str, ...]:
         if decl.name in trail:
-            cycle = [*trail[trail.index(decl.name) :], decl.name]
-            first = self.decls[("group", cycle[0])]
-            attr = first.attr("targets")
-            raise SpecError(
-                attr.loc if attr else first.block.loc,
-                "reference cycle: " + " -> ".join(f"group.{n}" for n in cycle),
-                block=first.label,
-            )
+            raise self.cycle_error("group", "targets", "reference cycle", trail, decl.name)
         with _in_block(decl.label):
             self.no_blocks(decl.block, ())
             vals = self.attrs(decl.block, GROUP_ATTRS, self.scope, decl.dir)
