@@ -64,9 +64,6 @@ class ImageConfig:
             return replace(self, expose=tuple(sorted(set(self.expose) | set(_strings(v)))))
         raise ValueError(f"unknown metadata field {meta.field!r}")
 
-    def env_dict(self) -> dict[str, str]:
-        return dict(self.env)
-
     def run_env(self, extra: Pairs = ()) -> Pairs:
         """The environment a RUN step sees: the image env, step-only vars, and PATH."""
         env = dict(self.env)

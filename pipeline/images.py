@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from pipeline import oci
-from pipeline.digest import hex_of, sha256_bytes
+from pipeline.digest import hex_of
 from pipeline.errors import StoreError, UsageError
 from pipeline.graph import HistoryEntry, ImageConfig, ResolvedBase
 from pipeline.model import Fleet
@@ -278,9 +278,3 @@ def _apparent_size(root: Path) -> int:
             except OSError:
                 continue
     return total
-
-
-def check_digest(data: bytes, digest: str, where: str) -> None:
-    actual = sha256_bytes(data)
-    if actual != digest:
-        raise StoreError(f"{where}: digest mismatch: expected {digest}, found {actual}")

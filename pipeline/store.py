@@ -373,12 +373,6 @@ class Store:
             for n, m, u in self._query("SELECT name, manifest, updated FROM images ORDER BY name")
         ]
 
-    def untag(self, name: str) -> bool:
-        return (
-            bool(self._query("SELECT 1 FROM images WHERE name=?", (name,)))
-            and self._write("DELETE FROM images WHERE name=?", (name,)) >= 0
-        )
-
     def manifest_layers(self, manifest_digest: str) -> list[tuple[str, int]]:
         """(diff_id, size) of each layer of a stored image, bottom first."""
         manifest = self.get_json(manifest_digest)
