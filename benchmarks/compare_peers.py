@@ -344,7 +344,7 @@ class Floor(Tool):
         return self.rootfs
 
     def reset(self, base_tar: Path) -> None:
-        from pipeline.bases import make_busybox_rootfs
+        from pipeline.build.bases import make_busybox_rootfs
 
         remove_tree(self.rootfs)
         make_busybox_rootfs(self.rootfs)

@@ -118,7 +118,7 @@ def sizes() -> Sizes:
 @pytest.fixture(scope="session")
 def base_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The busybox base (pipeline's own, from busybox-static) as a rootfs tarball."""
-    from pipeline import bases
+    from pipeline.build import bases
 
     out = tmp_path_factory.mktemp("base") / "busybox.tar"
     bases.busybox_rootfs_tar(out)

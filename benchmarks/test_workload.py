@@ -79,7 +79,7 @@ def test_plan_fleet_cli(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root")
 def test_fill_command_writes_exact_incompressible_bytes(tmp_path: Path) -> None:
-    from pipeline.bases import make_busybox_rootfs
+    from pipeline.build.bases import make_busybox_rootfs
 
     root = tmp_path / "root"
     make_busybox_rootfs(root)

@@ -26,121 +26,9 @@ if TYPE_CHECKING:
 from pipeline.digest import key_of
 from pipeline.errors import SpecError
 from pipeline.model import BaseRef, Copy, Fleet, ImageDef, Meta, Pairs, Run
+from pipeline.oci.config import HistoryEntry, ImageConfig, as_pairs
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KEY_VERSION = 1
-
-
-@dataclass(frozen=True)
-class ImageConfig:
-    """The runtime part of an OCI image config, as immutable values."""
-
-    env: Pairs = ()
-    workdir: str = ""
-    user: str = ""
-    entrypoint: tuple[str, ...] | None = None
-    cmd: tuple[str, ...] | None = None
-    expose: tuple[str, ...] = ()
-    labels: Pairs = ()
-
-    def apply(self, meta: Meta) -> ImageConfig:
-        """The config after one metadata step (Docker semantics)."""
-        v = meta.value
-        if meta.field == "env":
-            return replace(self, env=_merge_pairs(self.env, _pairs(v)))
-        if meta.field == "labels":
-            return replace(self, labels=_merge_pairs(self.labels, _pairs(v)))
-        if meta.field == "workdir":
-            assert isinstance(v, str)
-            return replace(self, workdir=join_path(self.workdir or "/", v))
-        if meta.field == "user":
-            assert isinstance(v, str)
-            return replace(self, user=v)
-        if meta.field == "entrypoint":
-            return replace(self, entrypoint=_strings(v), cmd=None)
-        if meta.field == "cmd":
-            return replace(self, cmd=_strings(v))
-        if meta.field == "expose":
-            return replace(self, expose=tuple(sorted(set(self.expose) | set(_strings(v)))))
-        raise ValueError(f"unknown metadata field {meta.field!r}")
-
-    def run_env(self, extra: Pairs = ()) -> Pairs:
-        """The environment a RUN step sees: the image env, step-only vars, and PATH."""
-        env = dict(self.env)
-        env.update(extra)
-        env.setdefault("PATH", DEFAULT_PATH)
-        return tuple(sorted(env.items()))
-
-    def to_oci(self) -> dict[str, Any]:
-        """The ``config`` object of an OCI image config (only fields that are set)."""
-        out: dict[str, Any] = {}
-        if self.env:
-            out["Env"] = [f"{k}={v}" for k, v in self.env]
-        if self.entrypoint is not None:
-            out["Entrypoint"] = list(self.entrypoint)
-        if self.cmd is not None:
-            out["Cmd"] = list(self.cmd)
-        if self.workdir:
-            out["WorkingDir"] = self.workdir
-        if self.user:
-            out["User"] = self.user
-        if self.expose:
-            out["ExposedPorts"] = {p: {} for p in self.expose}
-        if self.labels:
-            out["Labels"] = dict(self.labels)
-        return out
-
-    @classmethod
-    def from_oci(cls, config: Mapping[str, Any]) -> ImageConfig:
-        """Read the ``config`` object of an OCI image config."""
-        env = []
-        for item in config.get("Env") or ():
-            k, _, v = str(item).partition("=")
-            env.append((k, v))
-        ep = config.get("Entrypoint")
-        cmd = config.get("Cmd")
-        return cls(
-            env=tuple(env),
-            workdir=str(config.get("WorkingDir") or ""),
-            user=str(config.get("User") or ""),
-            entrypoint=tuple(ep) if ep is not None else None,
-            cmd=tuple(cmd) if cmd is not None else None,
-            expose=tuple(sorted(config.get("ExposedPorts") or {})),
-            labels=tuple(sorted((config.get("Labels") or {}).items())),
-        )
-
-
-def _pairs(v: object) -> Pairs:
-    assert isinstance(v, tuple)
-    return tuple((str(a), str(b)) for a, b in v)  # type: ignore[misc]
-
-
-def _strings(v: object) -> tuple[str, ...]:
-    if isinstance(v, str):
-        return (v,)
-    assert isinstance(v, tuple)
-    return tuple(str(x) for x in v)
-
-
-def _merge_pairs(old: Pairs, new: Pairs) -> Pairs:
-    merged = dict(old)
-    merged.update(new)
-    return tuple(merged.items())
-
-
-def join_path(base: str, path: str) -> str:
-    """``path`` made absolute against ``base``, normalised, never above ``/``."""
-    parts: list[str] = []
-    full = path if path.startswith("/") else f"{base.rstrip('/')}/{path}"
-    for part in full.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(part)
-    return "/" + "/".join(parts)
 
 
 @dataclass(frozen=True)
@@ -173,13 +61,6 @@ class LayerNode:
     resolved: bool = True
     base_digest: str = ""
     copy_from: str | None = None  # key of the image top node a COPY --from reads
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    created_by: str
-    empty_layer: bool
-    node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -327,7 +208,7 @@ def step_label(step: Run | Copy, full: bool = False) -> str:
 def meta_label(meta: Meta) -> str:
     v = meta.value
     if meta.field in ("env", "labels"):
-        text = " ".join(f"{k}={val}" for k, val in _pairs(v))
+        text = " ".join(f"{k}={val}" for k, val in as_pairs(v))
     elif isinstance(v, tuple):
         text = _json_list(v)
     else:

@@ -13,8 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from pipeline.build.executor import BuildResult, NodeResult
 from pipeline.digest import short
-from pipeline.executor import BuildResult, NodeResult
 from pipeline.graph import BuildGraph, LayerNode
 
 

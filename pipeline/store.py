@@ -40,7 +40,7 @@ from typing import Any
 
 from pipeline.digest import hex_of, is_digest, sha256_bytes
 from pipeline.errors import StoreError
-from pipeline.oci import Blob
+from pipeline.oci.manifest import Blob
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A deterministic busybox rootfs tarball (from Debian's busybox-static)."""
-    from pipeline import bases
+    from pipeline.build import bases
 
     out = tmp_path_factory.mktemp("busybox") / "busybox.tar"
     bases.busybox_rootfs_tar(out)

@@ -19,18 +19,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.context import (
+from pipeline.errors import Location, SpecError, UnsafePathError
+from pipeline.fs.context import (
     ContextError,
-    ContextHasher,
     Entry,
     check_sources,
-    glob_regex,
     layout,
     looks_like_archive,
     read_ignore,
     select,
 )
-from pipeline.errors import Location, SpecError, UnsafePathError
+from pipeline.fs.contexthash import ContextHasher
+from pipeline.fs.patterns import glob_regex
 
 Tree = Mapping[str, "str | bytes | tuple[str, str] | None"]
 """path -> file text/bytes, ("link", target), or None for an (empty) directory."""

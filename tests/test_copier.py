@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.context import select
-from pipeline.copier import (
+from pipeline.errors import UnsafePathError
+from pipeline.fs.context import select
+from pipeline.fs.copier import (
     CopyError,
     SourceNode,
     SourceTree,
@@ -21,8 +22,7 @@ from pipeline.copier import (
     image_trees,
     run_copy,
 )
-from pipeline.errors import UnsafePathError
-from pipeline.layerstack import OPAQUE_XATTR, LayerStack
+from pipeline.fs.layerstack import OPAQUE_XATTR, LayerStack
 from pipeline.model import Copy
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chown and whiteouts need root")

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from pipeline import dockerfile
-from pipeline.dockerfile import expand, load_dockerfile, split_flags, split_words
 from pipeline.errors import Location, SpecError
 from pipeline.model import Copy, ImageDef, Meta, Run
+from pipeline.oci import platform as oci_platform
+from pipeline.spec.dockerfile import load_dockerfile
+from pipeline.spec.dockerwords import expand, split_flags, split_words
 
 CASES = Path(__file__).parent / "cases" / "dockerfiles"
 CONTEXT = CASES / "context"
@@ -188,7 +189,7 @@ def test_byte_order_mark_and_lowercase_instructions(tmp_path: Path) -> None:
 def test_platform_flag_of_this_machine_is_accepted_others_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dockerfile.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(oci_platform.platform, "machine", lambda: "x86_64")
     path = tmp_path / "Dockerfile"
     path.write_text(
         "FROM --platform=$BUILDPLATFORM golang AS build\nARG TARGETARCH\n"

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from pipeline.context import ContextHasher
 from pipeline.digest import key_of
-from pipeline.graph import ImageConfig, ResolvedBase, compile_fleet
+from pipeline.fs.contexthash import ContextHasher
+from pipeline.graph import ResolvedBase, compile_fleet
 from pipeline.model import Copy
-from pipeline.spec import load_fleet
+from pipeline.oci.config import ImageConfig
+from pipeline.spec.loader import load_fleet
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "cases" / "golden"

@@ -7,9 +7,10 @@ from hypothesis import given
 
 from pipeline.digest import sha256_bytes
 from pipeline.errors import Location
-from pipeline.graph import ImageConfig, ResolvedBase, compile_fleet
-from pipeline.lower import AppFields, lower_app
+from pipeline.graph import ResolvedBase, compile_fleet
 from pipeline.model import BaseRef, Copy, Fleet, ImageDef, Meta, Run
+from pipeline.oci.config import ImageConfig
+from pipeline.spec.lower import AppFields, lower_app
 
 BASE = ResolvedBase(
     ref="debian:bookworm",

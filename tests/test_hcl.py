@@ -7,18 +7,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import Location, SpecError
-from pipeline.hcl import (
-    FUNCTIONS,
-    Attribute,
-    Block,
-    BlockRef,
-    Namespace,
-    Value,
-    evaluate,
-    parse,
-    parse_expression,
-    parse_file,
-)
+from pipeline.hcl.evaluator import evaluate
+from pipeline.hcl.files import parse, parse_expression, parse_file
+from pipeline.hcl.functions import FUNCTIONS
+from pipeline.hcl.values import Attribute, Block, BlockRef, Namespace, Value
 
 SCOPE = {
     "var": Namespace.of(

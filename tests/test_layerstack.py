@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.layerstack import OPAQUE_XATTR, LayerStack, LayerStackError, SymlinkLoopError
+from pipeline.fs.layerstack import OPAQUE_XATTR, LayerStack, LayerStackError, SymlinkLoopError
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="whiteouts and trusted xattrs need root")
 

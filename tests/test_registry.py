@@ -15,17 +15,10 @@ import pytest
 
 from pipeline.digest import sha256_bytes
 from pipeline.errors import UsageError
-from pipeline.registry import (
-    Credentials,
-    Reference,
-    RegistryAuthError,
-    RegistryClient,
-    RegistryError,
-    RetryPolicy,
-    find_credentials,
-    is_loopback,
-    parse_challenge,
-)
+from pipeline.registry.auth import Credentials, find_credentials, parse_challenge
+from pipeline.registry.client import RegistryClient
+from pipeline.registry.reference import Reference, RegistryAuthError, RegistryError, is_loopback
+from pipeline.registry.retry import RetryPolicy
 from tests.test_registry_support import (
     PASSWORD,
     USER,

@@ -414,7 +414,7 @@ def test_pull_refuses_a_hostile_layer_and_stays_clean(registry: Registry, tmp_pa
 
 
 def test_pull_picks_the_platform_from_an_index(pushed: Pushed, tmp_path: Path) -> None:
-    from pipeline.registry import RegistryClient
+    from pipeline.registry.client import RegistryClient
 
     images = pushed.report["images"]
     entries = []

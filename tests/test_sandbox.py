@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import SandboxError
-from pipeline.sandbox import (
+from pipeline.sandbox.linux import (
     DEFAULT_PATH,
     BindMount,
     RunResult,
@@ -573,13 +573,13 @@ def test_killing_the_sandbox_kills_the_step(run: Runner) -> None:
         pid = _find_process(["sleep", "72.5"])
         assert pid is not None
         state["ns"] = os.readlink(f"/proc/{pid}/ns/mnt")
-        for entry in Path("/proc").iterdir():  # stage 1: our child, pipeline._sandbox_init
+        for entry in Path("/proc").iterdir():  # stage 1: our child, pipeline.sandbox.init
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 cmdline = (entry / "cmdline").read_bytes()
             except (OSError, IndexError):
                 continue
-            if int(fields[1]) == os.getpid() and b"pipeline._sandbox_init" in cmdline:
+            if int(fields[1]) == os.getpid() and b"pipeline.sandbox.init" in cmdline:
                 os.kill(int(entry.name), signal.SIGKILL)
                 state["killed"] = True
 
@@ -609,7 +609,7 @@ def test_kill_all_stops_running_steps(run: Runner) -> None:
 CALLER = """
 import sys
 from pathlib import Path
-from pipeline.sandbox import RunSpec, run_step
+from pipeline.sandbox.linux import RunSpec, run_step
 
 lower, upper, work = map(Path, sys.argv[1:4])
 def show(line):
@@ -667,7 +667,7 @@ def test_parallel_steps(run: Runner) -> None:
 SERVER = """
 import sys
 from pathlib import Path
-from pipeline.sandbox import RunSpec, run_interactive
+from pipeline.sandbox.linux import RunSpec, run_interactive
 
 lower, www, upper, work, port = sys.argv[1:6]
 spec = RunSpec(argv=("httpd", "-f", "-p", "127.0.0.1:" + port, "-h", "/www"), env=())

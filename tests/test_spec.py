@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import Location, SpecError
-from pipeline.lower import APT_TEMPLATE, PIP_TEMPLATE, AppFields, lower_app
 from pipeline.model import BaseRef, Copy, Fleet, ImageDef, Meta, Mount, Run
-from pipeline.spec import load_fleet
+from pipeline.spec.loader import load_fleet
+from pipeline.spec.lower import APT_TEMPLATE, PIP_TEMPLATE, AppFields, lower_app
 
 CASES = Path(__file__).parent / "cases" / "bad_specs"
 
@@ -553,9 +553,9 @@ def test_dockerfile_app_calls_the_dockerfile_front_end(
         final = ImageDef(app_id, BaseRef("block", f"{app_id}/build"), tags=tags, is_app=True)
         return builder, final
 
-    fake = types.ModuleType("pipeline.dockerfile")
+    fake = types.ModuleType("pipeline.spec.dockerfile")
     fake.load_dockerfile = fake_load  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pipeline.dockerfile", fake)
+    monkeypatch.setitem(sys.modules, "pipeline.spec.dockerfile", fake)
     fleet = load(
         tmp_path,
         """

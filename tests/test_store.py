@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import oci
 from pipeline.errors import StoreError
+from pipeline.oci.manifest import Descriptor, image_config_blob, json_blob, manifest_blob
+from pipeline.oci.media import MT_CONFIG, MT_LAYER
 from pipeline.store import Store
 
 
@@ -33,7 +34,7 @@ def fake_diff_id(content: bytes) -> str:
 
 def test_blob_round_trip_and_idempotent_put(tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
-    blob = oci.json_blob({"a": 1}, oci.MT_CONFIG)
+    blob = json_blob({"a": 1}, MT_CONFIG)
     assert store.put_blob(blob) == blob.descriptor.digest
     assert store.put_blob(blob) == blob.descriptor.digest
     assert store.get_blob(blob.descriptor.digest) == blob.data
@@ -42,7 +43,7 @@ def test_blob_round_trip_and_idempotent_put(tmp_path: Path) -> None:
 
 def test_corrupted_blob_is_detected_on_read(tmp_path: Path) -> None:
     store = Store(tmp_path / "s")
-    blob = oci.json_blob({"a": 1}, oci.MT_CONFIG)
+    blob = json_blob({"a": 1}, MT_CONFIG)
     store.put_blob(blob)
     path = store.blob_path(blob.descriptor.digest)
     path.write_bytes(b'{"a":2}')
@@ -141,11 +142,11 @@ def test_tags_resolve_and_prune_keeps_only_what_names_reach(tmp_path: Path) -> N
         store.commit_layer(layer_dir(st.path, "k", b"keep"), kept, 4)
         store.commit_layer(layer_dir(st.path, "d", b"drop"), dropped, 4)
     store.record("sha256:" + "4" * 64, dropped, "RUN drop", 0.1)
-    from pipeline.graph import HistoryEntry, ImageConfig
+    from pipeline.oci.config import HistoryEntry, ImageConfig
 
-    config = oci.image_config(ImageConfig(), [kept], [HistoryEntry("x", False)])
+    config = image_config_blob(ImageConfig(), [kept], [HistoryEntry("x", False)])
     store.put_blob(config)
-    manifest = oci.manifest(config.descriptor, [oci.Descriptor(oci.MT_LAYER, kept, 4)])
+    manifest = manifest_blob(config.descriptor, [Descriptor(MT_LAYER, kept, 4)])
     digest = store.put_blob(manifest)
     store.tag("demo:1", digest)
     assert store.resolve("demo:1") == digest

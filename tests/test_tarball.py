@@ -25,14 +25,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import StoreError, UnsafePathError
-from pipeline.tarball import (
-    OPAQUE_XATTR,
-    ExtractReport,
-    LayerInfo,
-    extract_layer,
-    layer_info,
-    write_layer,
-)
+from pipeline.fs.extract import extract_layer
+from pipeline.fs.tarformat import OPAQUE_XATTR, ExtractReport, LayerInfo
+from pipeline.fs.tarwrite import layer_info, write_layer
 
 # security.capability v2 for cap_net_bind_service (bit 10), permitted + effective
 CAP_NET_BIND = bytes([0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0, 0, 0, 0, 0, 0]) + bytes(8)

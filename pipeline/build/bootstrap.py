@@ -1,0 +1,65 @@
+"""Making base images locally, with no image registry: Debian via mmdebstrap, and a
+tiny busybox base from Debian's busybox-static. Spawns only those two tools' work."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.errors import PipelineError, UsageError
+
+DEBIAN_SUITES = ("bookworm", "trixie", "bullseye", "sid", "stable", "testing", "unstable")
+
+
+def parse_name(name: str) -> tuple[str, str]:
+    """``"debian:bookworm"`` -> ("debian", "bookworm"); a missing tag means "latest"."""
+    repo, _, tag = name.partition(":")
+    return repo, tag or "latest"
+
+
+def rootfs_tar(name: str, out: Path, include: Sequence[str] = (), epoch: int = 0) -> None:
+    """Write a root filesystem tarball for ``name`` to ``out``.
+
+    ``debian:SUITE`` runs mmdebstrap (minbase variant, root mode) with
+    SOURCE_DATE_EPOCH=``epoch`` so the result is reproducible for a given mirror state;
+    ``busybox:TAG`` needs only /bin/busybox. Raises UsageError for other names and
+    PipelineError (with mmdebstrap's last output lines) when the tool fails.
+    """
+    repo, tag = parse_name(name)
+    if repo == "busybox":
+        from pipeline.build import bases
+
+        bases.busybox_rootfs_tar(out, epoch)
+        return
+    if repo != "debian":
+        raise UsageError(f"{name}: bootstrap makes debian:SUITE or busybox:TAG images")
+    suite = "bookworm" if tag == "latest" else tag
+    if suite not in DEBIAN_SUITES:
+        raise UsageError(
+            f"{name}: unknown Debian suite {suite!r} (one of {', '.join(DEBIAN_SUITES)})"
+        )
+    tool = shutil.which("mmdebstrap")
+    if tool is None:
+        raise PipelineError(f"{name}: mmdebstrap is not installed (apt-get install mmdebstrap)")
+    argv = [
+        tool,
+        "--variant=minbase",
+        "--mode=root",
+        "--format=tar",
+        '--aptopt=Acquire::Retries "3"',
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+    ]
+    if include:
+        argv.append("--include=" + ",".join(include))
+    argv += [suite, str(out)]
+    env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch))
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise PipelineError(f"{name}: mmdebstrap failed (exit {proc.returncode}): {tail}")

@@ -1,0 +1,180 @@
+"""The registry-backed remote layer cache.
+
+**Remote cache** (:class:`RegistryCache`): one small OCI manifest per cache key in the
+cache repository, tagged ``cache-<64 hex of the key>``: its config (media type
+``application/vnd.pipeline.cache.config.v1+json``) is ``{"diff_id", "key"}`` and its
+one layer is the layer blob. Entries are immutable and independent (no shared index
+to race on); a key already present is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from pipeline.build.pull import fetch_layer
+from pipeline.build.push import BlobPusher, Compression
+from pipeline.digest import canonical_json, hex_of, is_digest
+from pipeline.errors import UsageError
+from pipeline.oci.manifest import Blob, Descriptor, json_blob
+from pipeline.oci.media import MT_MANIFEST
+from pipeline.registry.client import Registries, RegistryClient
+from pipeline.registry.reference import Reference, RegistryError
+from pipeline.store import Store
+
+CACHE_ARTIFACT = "application/vnd.pipeline.cache.v1+json"
+CACHE_CONFIG = "application/vnd.pipeline.cache.config.v1+json"
+CACHE_TAG_PREFIX = "cache-"
+
+
+def cache_tag(key: str) -> str:
+    """The tag of a cache key's entry: ``cache-`` + the key's 64 hex digits."""
+    return CACHE_TAG_PREFIX + hex_of(key)
+
+
+# ---------------------------------------------------------------------------------------
+# the remote cache
+
+
+def parse_repository(text: str, what: str) -> Reference:
+    """``REGISTRY/REPO`` for the cache options: no tag, no digest."""
+    ref = Reference.parse(text)
+    if ref.tag or ref.digest:
+        raise UsageError(f"{what} {text}: give a repository (REGISTRY/REPO), without a tag")
+    return ref
+
+
+@dataclass
+class CacheStats:
+    fetched: int = 0
+    misses: int = 0
+    published: int = 0
+    already: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class RegistryCache:
+    """``executor.RemoteCache`` over a registry repository (format: module docstring).
+
+    ``fetch`` verifies the entry (its config names the key asked for), the layer blob
+    (digest, size, diff_id) and that the extracted dir regenerates the same diff_id,
+    then commits it; nothing else enters the store. ``publish`` pushes what is
+    missing, skipping keys whose tag exists."""
+
+    def __init__(
+        self,
+        registries: Registries,
+        repository: str,
+        compression: Compression = "none",
+        epoch: int = 0,
+        jobs: int = 4,
+    ) -> None:
+        self.ref = parse_repository(repository, "cache")
+        self.registries = registries
+        self.compression = compression
+        self.epoch = epoch
+        self.jobs = jobs
+        self.stats = CacheStats()
+
+    @property
+    def client(self) -> RegistryClient:
+        return self.registries.client(self.ref.registry)
+
+    def fetch(self, key: str, store: Store) -> str | None:
+        client = self.client
+        repo = self.ref.repository
+        tag = cache_tag(key)
+        found = client.get_manifest(repo, tag)
+        if found is None:
+            with self.stats.lock:
+                self.stats.misses += 1
+            return None
+
+        def bad(message: str) -> RegistryError:
+            return client.error(f"cache entry {tag}: {message}", repo, found.digest)
+
+        from pipeline.registry.client import descriptors
+
+        value = found.json()
+        config_desc = value.get("config")
+        layers = value.get("layers")
+        if (
+            not isinstance(config_desc, Mapping)
+            or config_desc.get("mediaType") != CACHE_CONFIG
+            or not isinstance(layers, list)
+            or len(layers) != 1
+        ):
+            raise bad("not a pipeline cache entry")
+        config_desc = descriptors([config_desc], bad)[0]
+        layer_desc = descriptors(layers, bad)[0]
+        data = client.get_blob_bytes(repo, config_desc["digest"], config_desc["size"], 1 << 16)
+        try:
+            entry = json.loads(data)
+            diff_id = str(entry["diff_id"])
+            recorded_key = entry["key"]
+        except (ValueError, KeyError, TypeError):
+            raise bad("its config is not {key, diff_id}") from None
+        if recorded_key != key or not is_digest(diff_id):
+            raise bad(f"its config is for key {str(recorded_key)[:80]!r}, not {key}")
+        if store.has_layer(diff_id):
+            return diff_id
+        with store.gc_lock(), store.staging() as staging:
+            layer = fetch_layer(
+                client, repo, layer_desc, diff_id, staging.path / "layer", self.epoch
+            )
+            if layer.local_diff_id != diff_id:
+                raise client.error(
+                    f"cache entry {tag}: the layer's files regenerate {layer.local_diff_id}, "
+                    f"not {diff_id}",
+                    repo,
+                    layer_desc["digest"],
+                )
+            store.commit_layer(layer.path, diff_id, layer.size)
+        with self.stats.lock:
+            self.stats.fetched += 1
+        return diff_id
+
+    def entry(self, key: str, blob: Descriptor, diff_id: str) -> tuple[Blob, bytes]:
+        """(the config blob, the manifest bytes) of one cache entry. Deterministic."""
+        config = json_blob({"diff_id": diff_id, "key": key}, CACHE_CONFIG)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MT_MANIFEST,
+            "artifactType": CACHE_ARTIFACT,
+            "config": config.descriptor.to_json(),
+            "layers": [blob.to_json()],
+        }
+        return config, canonical_json(manifest)
+
+    def publish(self, entries: Sequence[tuple[str, str]], store: Store) -> None:
+        if not entries:
+            return
+        client = self.client
+        repo = self.ref.repository
+        pusher = BlobPusher(self.registries, store, self.compression)
+
+        def one(item: tuple[str, str]) -> None:
+            key, diff_id = item
+            tag = cache_tag(key)
+            if client.manifest_digest(repo, tag) is not None:
+                with self.stats.lock:
+                    self.stats.already += 1
+                return
+            blob, produce = pusher.layer(diff_id, store.layer_size(diff_id), self.epoch)
+            d = blob.descriptor
+            pusher.ensure(client, repo, d.digest, d.size, produce)
+            config, manifest = self.entry(key, d, diff_id)
+            pusher.ensure(
+                client, repo, config.descriptor.digest, config.descriptor.size, config.data
+            )
+            client.put_manifest(repo, tag, manifest, MT_MANIFEST)
+            with self.stats.lock:
+                self.stats.published += 1
+
+        unique = list(dict.fromkeys(entries))
+        with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
+            for _ in pool.map(one, unique):
+                pass

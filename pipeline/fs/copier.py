@@ -1,0 +1,597 @@
+"""COPY: write one fresh layer dir from source trees, with Docker's COPY semantics.
+
+Sources are :class:`SourceTree` values, one per top-level source after wildcard
+expansion, made by :func:`entry_trees` from ``pipeline.context.select`` (a build
+context) or by :func:`image_trees` (``COPY --from``: paths in another image's
+LayerStack). :func:`copy_step` writes them into ``layer_dir`` (overlayfs upperdir
+format, see pipeline.layerstack), consulting the destination image's stack for what
+already exists; nothing is mounted. :func:`run_copy` does all of it for a model step.
+
+Safety: the layer is written only through directory fds opened with ``O_NOFOLLOW``
+from ``layer_dir`` down, and entries are created with ``O_EXCL``/``mkdir``/``symlink``
+relative to those fds, so no symlink (from the image, the context or the layer being
+written) can make the copier write outside ``layer_dir``. Destination paths follow the
+image's symlinks only within the image root (LayerStack.resolve). Source files are
+opened with ``O_NOFOLLOW`` and must still be regular files when opened.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import re
+import shutil
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pipeline.errors import PipelineError, UnsafePathError
+from pipeline.fs.context import select
+from pipeline.fs.layerstack import LayerStack, LayerStackError, join_parts, split_path
+from pipeline.fs.patterns import glob_regex, is_glob
+from pipeline.model import Copy
+from pipeline.users import Ids, resolve_user
+
+DEFAULT_DIR_MODE = 0o755
+_CHUNK = 1 << 30
+_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+_Parts = tuple[str, ...]
+_Meta = tuple[int, int, int, int | None]  # mode bits, uid, gid, mtime_ns (None: leave)
+
+
+class CopyError(PipelineError):
+    """A COPY cannot be done as asked (missing source, file where a dir is needed, ...)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class ContextEntry(Protocol):
+    """What the copier reads of a ``pipeline.context.Entry`` (see ``context.select``)."""
+
+    @property
+    def rel(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def kind(self) -> str: ...  # "file" | "dir" | "symlink"
+    @property
+    def mode(self) -> int: ...  # permission bits
+    @property
+    def target(self) -> str: ...
+    @property
+    def top(self) -> bool: ...
+    @property
+    def source(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceNode:
+    """One file, directory or symlink to copy, as it was selected (never followed).
+
+    ``rel`` is its "/"-separated path below the top-level source ("" for the top-level
+    object itself); ``mode`` is a full st_mode (type and permission bits); ``host`` is
+    the host path holding its bytes (regular file); ``target`` is a symlink's link text
+    as selected. ``uid``/``gid`` are the owner the copy gets when there is no chown;
+    ``mtime_ns`` None leaves the time of writing.
+    """
+
+    rel: str
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int | None
+    host: str
+    target: str = ""
+
+    @classmethod
+    def of(cls, rel: str, st: os.stat_result, host: str, keep_owner: bool) -> SourceNode:
+        """The node for ``st`` (an lstat of ``host``); owner root:root unless
+        ``keep_owner``. Reads a symlink's target."""
+        uid, gid = (st.st_uid, st.st_gid) if keep_owner else (0, 0)
+        target = os.readlink(host) if stat.S_ISLNK(st.st_mode) else ""
+        return cls(rel, st.st_mode, uid, gid, st.st_mtime_ns, host, target)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceTree:
+    """One top-level COPY source, its nodes parents before children.
+
+    When ``nodes[0].rel`` is "" it is the source itself: a file or symlink source has
+    just that node; a directory source has it, then its contents. A directory tree may
+    also come without a root node (``context.select`` does not report the directory
+    itself, and an empty directory gives no nodes at all): then a destination
+    directory the image lacks is created 0755 root:root. ``name`` is the name a file
+    source gets inside a directory destination; ``origin`` names the source in messages.
+    """
+
+    name: str
+    origin: str
+    nodes: tuple[SourceNode, ...]
+
+    @property
+    def is_dir(self) -> bool:
+        return not self.nodes or self.nodes[0].rel != "" or stat.S_ISDIR(self.nodes[0].mode)
+
+    @property
+    def root(self) -> SourceNode | None:
+        return self.nodes[0] if self.nodes and self.nodes[0].rel == "" else None
+
+
+# -- sources -----------------------------------------------------------------------------
+
+_KINDS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}
+
+
+def _entry_node(entry: ContextEntry, rel: str) -> SourceNode:
+    try:
+        kind = _KINDS[entry.kind]
+    except KeyError:
+        raise CopyError(str(entry.path), f"unsupported entry kind {entry.kind!r}") from None
+    stat_key = getattr(entry, "stat_key", None)
+    mtime_ns = stat_key[1] if stat_key and stat_key[1] else None
+    return SourceNode(
+        rel, kind | stat.S_IMODE(entry.mode), 0, 0, mtime_ns, str(entry.path), entry.target
+    )
+
+
+def entry_trees(entries: Sequence[ContextEntry]) -> list[SourceTree]:
+    """Source trees for what ``context.select`` returned for one COPY (owners
+    root:root). A ``top`` entry (a file source) is a file tree; each run of other
+    entries from one source is a directory tree without a root node. No entries at
+    all (an empty directory was selected) is one empty directory tree."""
+    trees: list[SourceTree] = []
+    run: list[SourceNode] = []
+    run_source: str | None = None
+
+    def flush() -> None:
+        nonlocal run, run_source
+        if run_source is not None:
+            trees.append(SourceTree("", run_source, tuple(run)))
+        run, run_source = [], None
+
+    for entry in entries:
+        if entry.top:
+            flush()
+            trees.append(SourceTree(entry.rel, entry.source, (_entry_node(entry, ""),)))
+            continue
+        if run_source is not None and entry.source != run_source:
+            flush()
+        run_source = entry.source
+        run.append(_entry_node(entry, entry.rel))
+    flush()
+    return trees or [SourceTree("", "", ())]
+
+
+def _expand(parts: _Parts, children: Callable[[_Parts], list[str]]) -> list[_Parts]:
+    """Every path matching ``parts``, whose components may be globs in Go
+    ``filepath.Match`` style (one component each, as ``context.glob_regex``), sorted."""
+    found: list[_Parts] = [()]
+    wild = False
+    for pattern in parts:
+        if is_glob(pattern):
+            wild = True
+            rx = glob_regex(pattern)
+            found = [(*p, n) for p in found for n in children(p) if rx.fullmatch(n)]
+        elif wild:
+            found = [(*p, pattern) for p in found if pattern in children(p)]
+        else:
+            found = [(*p, pattern) for p in found]
+    return sorted(found)
+
+
+def image_trees(stack: LayerStack, sources: Sequence[str]) -> list[SourceTree]:
+    """Source trees for ``sources``: paths in the image ``stack`` (``COPY --from``),
+    relative ones from ``/``, globs allowed. Symlinks on the way are followed within
+    that image's root; a symlink that is the source itself is copied as a symlink
+    (unless written with a trailing "/", which names the directory it points to).
+    Owners are kept (as BuildKit does for ``--from``) unless the COPY has a chown."""
+
+    def children(parts: _Parts) -> list[str]:
+        try:
+            return stack.listdir(stack.resolve(join_parts(parts)))
+        except LayerStackError:
+            return []
+
+    trees: list[SourceTree] = []
+    for source in sources:
+        parts = split_path(source)
+        wild = any(is_glob(p) for p in parts)
+        if wild:
+            try:
+                matches = _expand(parts, children)
+            except ValueError as exc:
+                raise CopyError(source, str(exc)) from None
+            if not matches:
+                raise CopyError(source, "no source files match in the source image")
+        else:
+            matches = [parts]
+        for match in matches:
+            # "link/" names the directory the link points to, as in POSIX.
+            follow = source.endswith(("/", "/.")) and not wild
+            path = stack.resolve(join_parts(match), follow_last=follow)
+            try:
+                entries = list(stack.walk(path))
+            except LayerStackError:
+                raise CopyError(path, "no such file or directory in the source image") from None
+            nodes = tuple(
+                SourceNode.of(
+                    e.path[len(path) :].lstrip("/"), e.stat, os.fspath(e.host), keep_owner=True
+                )
+                for e in entries
+            )
+            trees.append(SourceTree(posixpath.basename(path), path, nodes))
+    return trees
+
+
+# -- options -----------------------------------------------------------------------------
+
+
+def parse_chmod(text: str, where: str) -> int:
+    """Permission bits from ``text``: octal "755" or "0755" (up to 07777)."""
+    if not re.fullmatch(r"[0-7]{3,4}", text.strip()):
+        raise CopyError(where, f"chmod {text!r}: not an octal mode such as 755 or 0755")
+    return int(text.strip(), 8)
+
+
+def resolve_owner(chown: str, stack: LayerStack, where: str) -> Ids:
+    """The ids for ``chown`` ("user", "user:group", "uid", "uid:gid"), names looked up
+    in the destination image's /etc/passwd and /etc/group (read through ``stack``)."""
+
+    def text(path: str) -> str:
+        data = stack.read_bytes(path)
+        return data.decode("utf-8", "replace") if data else ""
+
+    try:
+        return resolve_user(chown, text("/etc/passwd"), text("/etc/group"))
+    except ValueError as exc:
+        raise CopyError(where, f"chown {chown!r}: {exc}") from None
+
+
+def dest_path(dest: str, workdir: str) -> tuple[str, bool]:
+    """The absolute, lexically clean ``dest`` (relative ones against ``workdir``), and
+    whether it names a directory by its spelling (trailing "/", "." or "..")."""
+    if not dest.strip():
+        raise CopyError(workdir or "/", "COPY needs a destination")
+    as_dir = dest.endswith("/") or dest.rsplit("/", 1)[-1] in (".", "..")
+    joined = dest if dest.startswith("/") else f"{workdir or '/'}/{dest}"
+    return join_parts(split_path(joined)), as_dir
+
+
+# -- writing the layer -------------------------------------------------------------------
+
+
+def _copy_data(src: int, dst: int) -> None:
+    """Copy the rest of ``src`` to ``dst`` (both at their current offsets), in-kernel
+    where possible: copy_file_range (reflinks on CoW filesystems), then sendfile."""
+    try:
+        while os.copy_file_range(src, dst, _CHUNK):
+            pass
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    try:
+        while os.sendfile(dst, src, None, _CHUNK):
+            pass
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS):
+            raise
+    while data := os.read(src, 1 << 20):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dst, view) :]
+
+
+class _LayerWriter:
+    """Creates entries below one layer dir through O_NOFOLLOW directory fds only.
+
+    Directory metadata is recorded and applied by :meth:`finish`, after every write,
+    so that writing children does not disturb a directory's mtime.
+    """
+
+    def __init__(self, layer_dir: Path) -> None:
+        self.layer_dir = layer_dir
+        self.root_fd = os.open(layer_dir, _DIR_OPEN)
+        self._chain: list[tuple[str, int]] = []  # open fds for the current dir path
+        self.dir_meta: dict[_Parts, _Meta] = {}
+
+    def _where(self, parts: _Parts) -> str:
+        return join_parts(parts)
+
+    def close(self) -> None:
+        for _, fd in self._chain:
+            os.close(fd)
+        self._chain.clear()
+        os.close(self.root_fd)
+
+    def dir_fd(self, parts: _Parts) -> int:
+        """An fd for the layer directory ``parts``; missing ones are made 0755 root:root,
+        a non-directory on the way is an error (never followed)."""
+        keep = 0
+        while keep < len(self._chain) and keep < len(parts) and self._chain[keep][0] == parts[keep]:
+            keep += 1
+        for _, fd in self._chain[keep:]:
+            os.close(fd)
+        del self._chain[keep:]
+        for i in range(keep, len(parts)):
+            parent = self._chain[-1][1] if self._chain else self.root_fd
+            self._chain.append((parts[i], self._open_dir(parent, parts[: i + 1])))
+        return self._chain[-1][1] if parts else self.root_fd
+
+    def _open_dir(self, parent: int, parts: _Parts) -> int:
+        name = parts[-1]
+        try:
+            return os.open(name, _DIR_OPEN, dir_fd=parent)
+        except FileNotFoundError:
+            os.mkdir(name, 0o700, dir_fd=parent)
+            self.dir_meta.setdefault(parts, (DEFAULT_DIR_MODE, 0, 0, None))
+            return os.open(name, _DIR_OPEN, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise CopyError(
+                    self._where(parts), "is not a directory in the layer being written"
+                ) from None
+            raise
+
+    def _clear(self, parent: int, parts: _Parts) -> None:
+        """Remove whatever the layer already holds at ``parts`` (an earlier source)."""
+        name = parts[-1]
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=parent)  # fd-based: does not follow symlinks
+            n = len(parts)
+            for key in [k for k in self.dir_meta if k[:n] == parts]:
+                del self.dir_meta[key]
+        else:
+            os.unlink(name, dir_fd=parent)
+
+    def make_dir(self, parts: _Parts, meta: _Meta) -> None:
+        """A directory at ``parts`` (merged with one already written), given ``meta``."""
+        if not parts:
+            return  # the layer root keeps its own metadata
+        parent = self.dir_fd(parts[:-1])
+        name = parts[-1]
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
+                os.unlink(name, dir_fd=parent)
+                os.mkdir(name, 0o700, dir_fd=parent)
+        self.dir_meta[parts] = meta
+
+    def write_file(self, parts: _Parts, node: SourceNode, meta: _Meta) -> None:
+        parent = self.dir_fd(parts[:-1])
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            src = os.open(node.host, flags)
+        except OSError as exc:
+            raise CopyError(node.host, f"cannot open source: {exc.strerror}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(src).st_mode):
+                raise CopyError(node.host, "source is no longer a regular file")
+            create = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                dst = os.open(parts[-1], create, 0o600, dir_fd=parent)
+            except FileExistsError:  # an earlier source wrote this path: later wins
+                self._clear(parent, parts)
+                dst = os.open(parts[-1], create, 0o600, dir_fd=parent)
+            try:
+                _copy_data(src, dst)
+                mode, uid, gid, mtime_ns = meta
+                os.fchown(dst, uid, gid)  # before chmod: chown clears set-id bits
+                os.fchmod(dst, mode)
+                if mtime_ns is not None:
+                    os.utime(dst, ns=(mtime_ns, mtime_ns))
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+
+    def write_symlink(self, parts: _Parts, node: SourceNode, meta: _Meta) -> None:
+        target = node.target
+        if not target:
+            raise CopyError(node.host, "symlink without a target")
+        parent = self.dir_fd(parts[:-1])
+        name = parts[-1]
+        try:
+            os.symlink(target, name, dir_fd=parent)
+        except FileExistsError:  # an earlier source wrote this path: later wins
+            self._clear(parent, parts)
+            os.symlink(target, name, dir_fd=parent)
+        _, uid, gid, mtime_ns = meta
+        os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+        if mtime_ns is not None:
+            os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=parent, follow_symlinks=False)
+
+    def finish(self) -> None:
+        """Apply the recorded directory metadata, deepest first."""
+        for parts in sorted(self.dir_meta, key=len, reverse=True):
+            mode, uid, gid, mtime_ns = self.dir_meta[parts]
+            fd = self.dir_fd(parts)
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+            if mtime_ns is not None:
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+
+
+def _check_name(name: str, where: str, path: str) -> None:
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise UnsafePathError(where, path, f"bad name {name!r}")
+    if name.startswith(".wh."):
+        raise UnsafePathError(where, path, "names starting with .wh. are reserved for whiteouts")
+
+
+def _check_tree(tree: SourceTree) -> list[_Parts]:
+    """Each node's path below the tree as components, after checking names and types."""
+    if any(node.rel == "" for node in tree.nodes[1:]):
+        raise CopyError(tree.origin, "source tree has its root after other nodes")
+    if not tree.is_dir:
+        _check_name(tree.name, tree.origin, tree.name)
+    rels: list[_Parts] = []
+    for node in tree.nodes:
+        kind = stat.S_IFMT(node.mode)
+        if kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
+            raise CopyError(
+                node.host, "unsupported file type (only files, directories, symlinks are copied)"
+            )
+        parts = tuple(node.rel.split("/")) if node.rel else ()
+        for name in parts:
+            _check_name(name, tree.origin, node.rel)
+        rels.append(parts)
+    return rels
+
+
+def _node_meta(node: SourceNode, mode: int | None, owner: Ids | None) -> _Meta:
+    uid, gid = (owner.uid, owner.gid) if owner else (node.uid, node.gid)
+    bits = stat.S_IMODE(node.mode) if mode is None else mode
+    return (bits, uid, gid, node.mtime_ns)
+
+
+def _write_node(
+    writer: _LayerWriter, parts: _Parts, node: SourceNode, mode: int | None, owner: Ids | None
+) -> None:
+    if stat.S_ISDIR(node.mode):
+        writer.make_dir(parts, _node_meta(node, mode, owner))
+    elif stat.S_ISLNK(node.mode):
+        writer.write_symlink(parts, node, _node_meta(node, None, owner))
+    else:
+        writer.write_file(parts, node, _node_meta(node, mode, owner))
+
+
+def _make_parents(writer: _LayerWriter, parts: _Parts, stack: LayerStack) -> bool:
+    """Directories ``parts`` and its ancestors in the layer: re-created with the
+    stack's metadata where the image has them, else 0755 root:root. Returns whether the
+    image already had ``parts``."""
+    existed = True
+    for i in range(1, len(parts) + 1):
+        prefix = parts[:i]
+        st = stack.lstat(join_parts(prefix))
+        if st is None:
+            existed = False
+            writer.make_dir(prefix, (DEFAULT_DIR_MODE, 0, 0, None))
+        elif stat.S_ISDIR(st.st_mode):
+            meta = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
+            writer.make_dir(prefix, meta)
+        else:
+            raise CopyError(join_parts(prefix), "not a directory in the image")
+    return existed
+
+
+def copy_step(
+    trees: Sequence[SourceTree],
+    dest: str,
+    layer_dir: Path,
+    stack: LayerStack,
+    *,
+    workdir: str = "/",
+    chown: str | None = None,
+    chmod: str | None = None,
+    source_count: int = 1,
+) -> None:
+    """Write the layer that COPYing ``trees`` to ``dest`` adds on top of ``stack``.
+
+    Docker semantics: a directory source copies its contents; ``dest`` is a directory
+    when it ends in "/" (or is "." / ".."), when it already is a directory in the image
+    (symlinks followed within the image root); several sources (more than one tree,
+    or ``source_count`` > 1: the sources as written) need a "/" ending. Otherwise a
+    single file or symlink source is written under the name ``dest``.
+    A relative ``dest`` is taken against ``workdir``. Parent directories the image lacks
+    are created 0755 root:root; those it has are re-created with its mode, owner and
+    mtime, so the layer leaves them unchanged. A directory ``dest`` that the image lacks
+    takes the metadata of a directory source's root node (with chown/chmod) when the
+    tree has one, else it is 0755 and owned by the chown user or root. Files
+    and directories keep their mode bits unless ``chmod`` ("755"/"0755") is given;
+    owners are the trees' (root:root for a build context) unless ``chown`` is given,
+    resolved against the image's /etc/passwd and /etc/group. Symlinks are copied as
+    symlinks; hard links become separate copies. Later sources win over earlier ones.
+
+    Not atomic: the caller passes a fresh, empty ``layer_dir`` and moves it into the
+    store when this returns; on an exception the caller discards the whole dir.
+    """
+    target, as_dir = dest_path(dest, workdir)
+    if not trees:
+        raise CopyError(target, "no source files to copy")
+    if (len(trees) > 1 or source_count > 1) and not as_dir:
+        raise CopyError(target, 'several sources need a directory destination ending in "/"')
+    rels = [_check_tree(tree) for tree in trees]
+    mode = parse_chmod(chmod, target) if chmod is not None else None
+    owner = resolve_owner(chown, stack, target) if chown is not None else None
+
+    resolved = stack.resolve(target)
+    st = stack.lstat(resolved)
+    is_dir = st is not None and stat.S_ISDIR(st.st_mode)
+    writer = _LayerWriter(layer_dir)
+    try:
+        if len(trees) == 1 and not trees[0].is_dir and not as_dir and not is_dir:
+            # One file or symlink under the name ``dest`` (replacing what is there).
+            parts = split_path(stack.resolve(target, follow_last=False))
+            if not parts:
+                raise CopyError(target, "cannot write a file over /")
+            for name in parts:
+                _check_name(name, "COPY destination", join_parts(parts))
+            _make_parents(writer, parts[:-1], stack)
+            _write_node(writer, parts, trees[0].nodes[0], mode, owner)
+        else:
+            if st is not None and not is_dir:
+                raise CopyError(resolved, "not a directory in the image")
+            base = split_path(resolved)
+            for name in base:
+                _check_name(name, "COPY destination", resolved)
+            existed = _make_parents(writer, base, stack)
+            if not existed and owner is not None:
+                # A destination directory made for this COPY belongs to the chown user
+                # (its parents stay root's); a directory source's root may override.
+                writer.make_dir(base, (DEFAULT_DIR_MODE, owner.uid, owner.gid, None))
+            for tree, tree_rels in zip(trees, rels, strict=True):
+                if not tree.is_dir:
+                    _write_node(writer, (*base, tree.name), tree.nodes[0], mode, owner)
+                    continue
+                for node, rel in zip(tree.nodes, tree_rels, strict=True):
+                    if rel:
+                        _write_node(writer, (*base, *rel), node, mode, owner)
+                    elif not existed:  # the directory source's own metadata
+                        _write_node(writer, base, node, mode, owner)
+        writer.finish()
+    finally:
+        writer.close()
+
+
+def run_copy(
+    step: Copy,
+    layer_dir: Path,
+    lower: Sequence[Path],
+    from_layers: Sequence[Path] | None,
+    workdir: str,
+) -> None:
+    """Build the layer for ``step`` in the fresh dir ``layer_dir`` on top of the layer
+    dirs ``lower`` (top-most first). ``from_layers`` are the source image's layer dirs
+    (top-most first) for ``COPY --from``; otherwise the sources come from
+    ``step.context`` through ``context.select`` (ignore patterns, hostile paths).
+    Same contract as :func:`copy_step`."""
+    if step.from_image is not None:
+        if from_layers is None:
+            raise CopyError(step.dest, f"COPY --from {step.from_image}: source image not built")
+        trees = image_trees(LayerStack(from_layers), step.sources)
+    else:
+        trees = entry_trees(select(Path(step.context), step.sources, step.ignore))
+    copy_step(
+        trees,
+        step.dest,
+        layer_dir,
+        LayerStack(lower),
+        workdir=workdir,
+        chown=step.chown,
+        chmod=step.chmod,
+        source_count=len(step.sources),
+    )

@@ -1,0 +1,92 @@
+"""Parsing spec text into a :class:`~pipeline.hcl.values.File`, with a cache.
+
+The tree side of parsing lives in :mod:`pipeline.hcl.syntax` (the only importer of
+``hcl2`` and ``lark``), loaded on the first real parse: a command whose parsed specs all
+come from the cache never loads the grammar (about 0.1 s with python-hcl2's grammar
+cache present). Only :func:`parse_file` reads a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+from typing import Protocol
+
+from pipeline.hcl.values import Expr, File
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse(text: str, path: str) -> File:
+    """Parse HCL text. ``path`` is what locations show. Raises SpecError on bad syntax,
+    on a duplicate attribute in one body, and on interpolation in a block label.
+
+    The parser (python-hcl2 and lark, about 45 ms to import) is loaded on first use
+    only, so a command whose parsed specs all come from the cache never loads it."""
+    from pipeline.hcl import syntax
+
+    return syntax.parse(text, path)
+
+
+class ParseCache(Protocol):
+    """Storage for parsed files between processes, owned by the caller (e.g. a
+    directory in the store). Keys are hex digests; values are opaque bytes."""
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+
+# Bump when the classes of a parsed File change, so stale cache entries are never used.
+PARSE_FORMAT = 1
+
+
+def _hcl2_version() -> str:
+    """python-hcl2's version file, read without importing the package (and lark)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("hcl2")
+    if spec is None or spec.origin is None:
+        return "unknown"
+    try:
+        return (Path(spec.origin).parent / "version.py").read_text(encoding="utf-8")
+    except OSError:
+        return "unknown"
+
+
+def parse_file(path: Path, display: str | None = None, cache: ParseCache | None = None) -> File:
+    """Read and parse one file; locations show ``display`` (default ``str(path)``).
+
+    With ``cache``, a file whose text, display path, python-hcl2 version and
+    PARSE_FORMAT were seen before is unpickled instead of parsed (about ten times
+    faster than lark); a miss parses and stores. An unreadable entry counts as a miss.
+    The cache holds pickles, so it must be as trusted as the spec files themselves.
+    """
+    text = path.read_text(encoding="utf-8")
+    shown = display or str(path)
+    if cache is None:
+        return parse(text, shown)
+    digest = hashlib.sha256()
+    for part in (str(PARSE_FORMAT), _hcl2_version(), shown, text):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    key = digest.hexdigest()
+    data = cache.get(key)
+    if data is not None:
+        try:
+            cached = pickle.loads(data)
+        except Exception:
+            cached = None
+        if isinstance(cached, File) and cached.path == shown:
+            return cached
+    parsed = parse(text, shown)
+    cache.put(key, pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL))
+    return parsed
+
+
+def parse_expression(text: str, path: str = "<expr>") -> Expr:
+    """Parse one expression (``1 + var.x``); for tests and command-line values."""
+    from pipeline.hcl import syntax
+
+    return syntax.parse_expression(text, path)

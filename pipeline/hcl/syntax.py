@@ -1,0 +1,610 @@
+"""The HCL parser side of ``pipeline.hcl``: python-hcl2's lark tree -> located ``Expr``
+values. The only module that imports ``hcl2`` and ``lark``; ``pipeline.hcl.files`` loads it on
+first parse, so commands served from the parse cache never pay for the import."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+import hcl2
+from lark import Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from pipeline.errors import Location, SpecError
+from pipeline.hcl.values import (
+    PLACEHOLDER,
+    Attribute,
+    Binary,
+    Block,
+    Call,
+    Conditional,
+    Expr,
+    File,
+    ForExpr,
+    GetAttr,
+    Index,
+    Literal,
+    ObjectExpr,
+    Splat,
+    Template,
+    TemplateFor,
+    TemplateIf,
+    TemplatePart,
+    TupleExpr,
+    Unary,
+    Variable,
+    integral,
+)
+
+
+def parse(text: str, path: str) -> File:
+    """Parse HCL text. ``path`` is what locations show. Raises SpecError on bad syntax,
+    on a duplicate attribute in one body, and on interpolation in a block label."""
+    tree = _parse_tree(text, path, _NO_SHIFT)
+    conv = _Converter(path, _NO_SHIFT)
+    body = next(c for c in tree.children if isinstance(c, Tree) and c.data == "body")
+    return File(path, conv.body(body, None))
+
+
+def parse_expression(text: str, path: str = "<expr>") -> Expr:
+    """Parse one expression (``1 + var.x``); for tests and command-line values."""
+    shift = _Shift(col_first=-4)
+    tree = _parse_tree(f"_ = {text}", path, shift)
+    conv = _Converter(path, shift)
+    body = next(c for c in tree.children if isinstance(c, Tree) and c.data == "body")
+    attr = next(c for c in body.children if isinstance(c, Tree) and c.data == "attribute")
+    return conv.expr(attr.children[-1])
+
+
+@dataclass(frozen=True)
+class _Shift:
+    """Maps a position in re-parsed text (an expression, a heredoc body turned into a
+    quoted string) back to the file: lines move by ``line_base``, columns by
+    ``col_first`` on line 1 and ``col_rest`` after, minus the escape characters that
+    were ``inserted`` (line -> columns) before the position."""
+
+    line_base: int = 0
+    col_first: int = 0
+    col_rest: int = 0
+    inserted: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+
+    def map(self, line: int, col: int) -> tuple[int, int]:
+        extra = sum(1 for c in self.inserted.get(line, ()) if c < col)
+        shift = self.col_first if line == 1 else self.col_rest
+        return line + self.line_base, max(1, col - extra + shift)
+
+
+_NO_SHIFT = _Shift()
+
+
+def _parse_tree(text: str, path: str, shift: _Shift) -> Tree:
+    try:
+        return hcl2.parses_to_tree(text)
+    except UnexpectedInput as exc:
+        line = getattr(exc, "line", -1)
+        col = getattr(exc, "column", -1)
+        if line is None or line < 1:
+            line = text.count("\n") + 1
+            col = len(text.rsplit("\n", 1)[-1]) + 1
+        loc = Location(path, *shift.map(line, col))
+        raise SpecError(loc, "syntax error: " + _syntax_message(exc)) from None
+
+
+_CLOSERS = {"EQ": '"="', "COMMA": '","', "RBRACE": '"}"', "RSQB": '"]"', "RPAR": '")"'}
+
+
+def _syntax_message(exc: UnexpectedInput) -> str:
+    if isinstance(exc, UnexpectedCharacters):
+        return f"unexpected character {json.dumps(exc.char)}"
+    if isinstance(exc, UnexpectedEOF):
+        return "unexpected end of file"
+    if isinstance(exc, UnexpectedToken):
+        token = exc.token
+        if token.type == "$END":
+            what = "end of file"
+        else:
+            text = str(token.value).strip()
+            first = text.split("\n", 1)[0].strip() if text else ""
+            if not first:
+                what = "newline" if "\n" in str(token.value) else "end of input"
+            else:
+                shown = first if len(first) <= 20 else first[:20] + "..."
+                what = f"'{shown}'" if '"' in shown else f'"{shown}"'
+        expected = exc.expected or set()
+        if what.startswith(('"<<', "'<<")):
+            return f"unterminated heredoc {what}: no line holds only its closing marker"
+        if "STRING_CHARS" in expected:
+            return f"unexpected {what} in an unterminated string"
+        if "INT_LITERAL" in expected:
+            wanted = ["an expression"]
+        elif "NL_OR_COMMENT" in expected and expected & {"$END", "RBRACE"}:
+            wanted = ["a newline"]
+        else:
+            wanted = []
+        wanted += [_CLOSERS[t] for t in _CLOSERS if t in expected]
+        if wanted[:1] == ["a newline"] and _CLOSERS["RBRACE"] in wanted:
+            wanted.remove(_CLOSERS["RBRACE"])  # "}" is only right inside a block
+        if "COMMA" in expected and not expected & {"RSQB", "RPAR"}:
+            wanted.remove(_CLOSERS["COMMA"])
+        tail = f", expected {' or '.join(wanted[:3])}" if wanted else ""
+        return f"unexpected {what}{tail}"
+    return str(exc).split("\n", 1)[0]
+
+
+def _trees(node: Tree) -> list[Tree]:
+    return [c for c in node.children if isinstance(c, Tree) and c.data != "new_line_or_comment"]
+
+
+def _tokens(node: Tree) -> list[Token]:
+    return [c for c in node.children if isinstance(c, Token)]
+
+
+def _first_token(node: Tree | Token) -> Token | None:
+    if isinstance(node, Token):
+        return node
+    for child in node.children:
+        found = _first_token(child)
+        if found is not None:
+            return found
+    return None
+
+
+def _name_of(node: Tree) -> str:
+    """The text of an identifier / keyword / literal_value tree."""
+    token = _first_token(node)
+    assert token is not None
+    return str(token.value)
+
+
+class _Converter:
+    """Lark tree -> Expr/Block; ``shift`` maps positions of re-parsed text."""
+
+    def __init__(self, path: str, shift: _Shift) -> None:
+        self.path = path
+        self.shift = shift
+
+    def loc(self, node: Tree | Token) -> Location:
+        if isinstance(node, Token):
+            line, col = node.line or 0, node.column or 0
+        elif not node.meta.empty:
+            line, col = node.meta.line, node.meta.column
+        else:
+            token = _first_token(node)
+            line, col = (token.line or 0, token.column or 0) if token else (0, 0)
+        if not line:
+            return Location(self.path)
+        return Location(self.path, *self.shift.map(line, col))
+
+    # ---- structure
+
+    def body(self, node: Tree, owner: str | None) -> tuple[Attribute | Block, ...]:
+        items: list[Attribute | Block] = []
+        seen: dict[str, Attribute] = {}
+        for child in _trees(node):
+            if child.data == "attribute":
+                attr = self.attribute(child)
+                if attr.name in seen:
+                    raise SpecError(
+                        attr.loc,
+                        f'attribute "{attr.name}" is already set at {seen[attr.name].loc}',
+                        block=owner,
+                    )
+                seen[attr.name] = attr
+                items.append(attr)
+            elif child.data == "block":
+                items.append(self.block(child))
+        return tuple(items)
+
+    def attribute(self, node: Tree) -> Attribute:
+        name_node = node.children[0]
+        assert isinstance(name_node, Tree)
+        return Attribute(_name_of(name_node), self.expr(node.children[-1]), self.loc(name_node))
+
+    def block(self, node: Tree) -> Block:
+        parts = _trees(node)
+        type_node, body = parts[0], parts[-1]
+        labels: list[str] = []
+        for label in parts[1:-1]:
+            if label.data == "string":
+                template = self.template(label)
+                if not all(isinstance(p, str) for p in template.parts):
+                    raise SpecError(
+                        self.loc(label), "a block label must be a plain string, not a template"
+                    )
+                labels.append("".join(p for p in template.parts if isinstance(p, str)))
+            else:
+                labels.append(_name_of(label))
+        block_type = _name_of(type_node)
+        owner = " ".join([block_type, *(f'"{x}"' for x in labels)])
+        return Block(block_type, tuple(labels), self.body(body, owner), self.loc(type_node))
+
+    # ---- expressions
+
+    def expr(self, node: Tree | Token) -> Expr:
+        if isinstance(node, Token):  # pragma: no cover - the grammar wraps tokens
+            raise SpecError(self.loc(node), f"unexpected token {node.value!r}")
+        handler = getattr(self, "x_" + node.data, None)
+        if handler is None:
+            raise SpecError(self.loc(node), f"unsupported expression ({node.data})")
+        result: Expr = handler(node)
+        return result
+
+    def x_expr_term(self, node: Tree) -> Expr:
+        inner = _trees(node)
+        if not inner:  # pragma: no cover - the grammar forbids it
+            raise SpecError(self.loc(node), "empty expression")
+        return self.expr(inner[0])
+
+    def x_int_lit(self, node: Tree) -> Expr:
+        return Literal(self.loc(node), int(_name_of(node)))
+
+    def x_float_lit(self, node: Tree) -> Expr:
+        return Literal(self.loc(node), integral(float(_name_of(node))))
+
+    def x_literal_value(self, node: Tree) -> Expr:
+        text = _name_of(node)
+        return Literal(self.loc(node), {"true": True, "false": False, "null": None}[text])
+
+    def x_identifier(self, node: Tree) -> Expr:
+        return Variable(self.loc(node), _name_of(node))
+
+    def x_keyword(self, node: Tree) -> Expr:
+        return Variable(self.loc(node), _name_of(node))
+
+    def x_string(self, node: Tree) -> Expr:
+        return self.template(node)
+
+    def x_template_string(self, node: Tree) -> Expr:
+        raw = _name_of(node)
+        return Template(self.loc(node), (_unescape(raw[2:-2], self.loc(node)),))
+
+    def x_tuple(self, node: Tree) -> Expr:
+        return TupleExpr(self.loc(node), tuple(self.expr(c) for c in _trees(node)))
+
+    def x_object(self, node: Tree) -> Expr:
+        items = []
+        for elem in _trees(node):
+            key_node, value_node = _trees(elem)
+            items.append((self.object_key(key_node), self.expr(value_node)))
+        return ObjectExpr(self.loc(node), tuple(items))
+
+    def object_key(self, node: Tree) -> Expr:
+        inner = _trees(node)[0]
+        if inner.data == "keyword":
+            return Literal(self.loc(inner), _name_of(inner))
+        if inner.data == "expr_term":
+            has_paren = any(isinstance(c, Token) and c.type == "LPAR" for c in inner.children)
+            term = _trees(inner)[0]
+            if not has_paren and term.data in ("identifier", "literal_value"):
+                return Literal(self.loc(term), _name_of(term))
+        return self.expr(inner)
+
+    def x_unary_op(self, node: Tree) -> Expr:
+        op = str(node.children[0]).strip()
+        return Unary(self.loc(node), op, self.expr(_trees(node)[0]))
+
+    def x_binary_op(self, node: Tree) -> Expr:
+        left, term = _trees(node)[:2]
+        op_node, right = _trees(term)[:2]
+        op = str(_first_token(op_node)).split()[-1]
+        return Binary(self.loc(node), op, self.expr(left), self.expr(right))
+
+    def x_conditional(self, node: Tree) -> Expr:
+        cond, then, otherwise = _trees(node)
+        return Conditional(self.loc(node), self.expr(cond), self.expr(then), self.expr(otherwise))
+
+    def x_function_call(self, node: Tree) -> Expr:
+        names = [c for c in _trees(node) if c.data == "identifier"]
+        if len(names) > 1:
+            text = "::".join(_name_of(n) for n in names)
+            raise SpecError(self.loc(node), f'unknown function "{text}"')
+        args_node = next((c for c in _trees(node) if c.data == "arguments"), None)
+        args: tuple[Expr, ...] = ()
+        expand = False
+        if args_node is not None:
+            args = tuple(self.expr(c) for c in _trees(args_node))
+            expand = any(t.type == "ELLIPSIS" for t in _tokens(args_node))
+        return Call(self.loc(node), _name_of(names[0]), args, expand)
+
+    def x_get_attr_expr_term(self, node: Tree) -> Expr:
+        target, get_attr = _trees(node)
+        return self.get_attr(self.expr(target), get_attr, self.loc(node))
+
+    def get_attr(self, target: Expr, node: Tree, loc: Location) -> GetAttr:
+        name_node = _trees(node)[0]
+        return GetAttr(loc, target, _name_of(name_node), self.loc(name_node))
+
+    def index(self, target: Expr, node: Tree, loc: Location) -> Index:
+        if node.data == "short_index":
+            token = next(t for t in _tokens(node) if t.type == "INT_LITERAL")
+            return Index(loc, target, Literal(self.loc(token), int(token.value)))
+        return Index(loc, target, self.expr(_trees(node)[0]))
+
+    def x_index_expr_term(self, node: Tree) -> Expr:
+        target, index = _trees(node)
+        return self.index(self.expr(target), index, self.loc(node))
+
+    def _splat(self, node: Tree) -> Expr:
+        target, splat = _trees(node)
+        loc = self.loc(node)
+        ops: list[GetAttr | Index] = []
+        current: Expr = Variable(loc, PLACEHOLDER)
+        for op in _trees(splat):
+            step = (
+                self.get_attr(current, op, loc)
+                if op.data == "get_attr"
+                else self.index(current, op, loc)
+            )
+            ops.append(step)
+            current = step
+        return Splat(loc, self.expr(target), tuple(ops))
+
+    x_attr_splat_expr_term = _splat
+    x_full_splat_expr_term = _splat
+
+    def _for_intro(self, node: Tree) -> tuple[str | None, str, Expr]:
+        names = [_name_of(c) for c in _trees(node) if c.data == "identifier"]
+        collection = next(c for c in _trees(node) if c.data != "identifier")
+        if len(names) == 2:
+            return names[0], names[1], self.expr(collection)
+        return None, names[0], self.expr(collection)
+
+    def _for_cond(self, node: Tree) -> Expr | None:
+        cond = next((c for c in _trees(node) if c.data == "for_cond"), None)
+        return self.expr(_trees(cond)[0]) if cond is not None else None
+
+    def x_for_tuple_expr(self, node: Tree) -> Expr:
+        intro, value = _trees(node)[:2]
+        key_var, value_var, coll = self._for_intro(intro)
+        return ForExpr(
+            self.loc(node), key_var, value_var, coll, None, self.expr(value), self._for_cond(node)
+        )
+
+    def x_for_object_expr(self, node: Tree) -> Expr:
+        intro, key, value = _trees(node)[:3]
+        key_var, value_var, coll = self._for_intro(intro)
+        group = any(isinstance(c, Token) and c.type == "ELLIPSIS" for c in node.children)
+        return ForExpr(
+            self.loc(node),
+            key_var,
+            value_var,
+            coll,
+            self.expr(key),
+            self.expr(value),
+            self._for_cond(node),
+            group,
+        )
+
+    def x_heredoc_template(self, node: Tree) -> Expr:
+        return self.heredoc(node, trim=False)
+
+    def x_heredoc_template_trim(self, node: Tree) -> Expr:
+        return self.heredoc(node, trim=True)
+
+    # ---- templates
+
+    def template(self, node: Tree) -> Template:
+        flat: list[_Flat] = []
+        for part in node.children:
+            if not (isinstance(part, Tree) and part.data == "string_part"):
+                continue
+            inner = part.children[0]
+            if isinstance(inner, Token):
+                text = str(inner.value)
+                if inner.type in ("ESCAPED_INTERPOLATION", "ESCAPED_DIRECTIVE"):
+                    text = text[1:]  # $${ -> ${, %%{ -> %{
+                flat.append(_unescape(text, self.loc(inner)))
+            else:
+                flat.append(self.directive(inner))
+        return Template(self.loc(node), _nest(flat, self.loc(node)))
+
+    def directive(self, node: Tree) -> _Flat:
+        loc = self.loc(node)
+        if node.data == "interpolation":
+            return self.expr(_trees(node)[0])
+        tokens = [c for c in node.children if isinstance(c, Token)]
+        strip_left = len(tokens) > 1 and tokens[1].type == "STRIP_MARKER"
+        strip_right = len(tokens) > 1 and tokens[-2].type == "STRIP_MARKER"
+        kind = node.data.removeprefix("template_").removesuffix("_start")
+        exprs = [c for c in _trees(node) if c.data != "identifier"]
+        names = [_name_of(c) for c in _trees(node) if c.data == "identifier"]
+        return _Directive(
+            kind, loc, strip_left, strip_right, self.expr(exprs[0]) if exprs else None, names
+        )
+
+    def heredoc(self, node: Tree, trim: bool) -> Expr:
+        token = node.children[0]
+        assert isinstance(token, Token)
+        raw = str(token.value)
+        first_nl = raw.index("\n")
+        marker = raw[(3 if trim else 2) : first_nl].rstrip("\r")
+        rest = raw[first_nl + 1 :].rstrip("\n").rstrip("\r")
+        body = rest[: len(rest) - len(marker)].rstrip(" \t")
+        indent = 0
+        if trim:
+            lines = body.split("\n")
+            widths = [len(ln) - len(ln.lstrip(" \t")) for ln in lines if ln.strip()]
+            indent = min(widths, default=0)
+            body = "\n".join(ln[indent:] for ln in lines)
+        loc = self.loc(token)
+        if not body:
+            return Template(loc, ("",))
+        # Re-parse the body as a quoted string. Its line 1 is the line after the
+        # marker and starts with `_ = "` (5 columns); trimmed indentation comes back.
+        quoted, inserted = _quote_heredoc(body, 6)
+        shift = _Shift(loc.line, -5 + indent, indent, inserted)
+        sub = _Converter(self.path, shift)
+        tree = _parse_tree('_ = "' + quoted + '"', self.path, shift)
+        attr = _trees(_trees(tree)[0])[0]
+        template = sub.expr(attr.children[-1])
+        assert isinstance(template, Template)
+        return Template(loc, template.parts)
+
+
+@dataclass(frozen=True)
+class _Directive:
+    kind: str  # if, else, endif, for, endfor
+    loc: Location
+    strip_left: bool
+    strip_right: bool
+    expr: Expr | None
+    names: list[str]
+
+
+_Flat: TypeAlias = "str | Expr | _Directive"
+
+
+def _nest(flat: list[_Flat], loc: Location) -> tuple[TemplatePart, ...]:
+    """Apply ``~`` strip markers, then nest the flat if/else/endif and for/endfor
+    directives into TemplateIf/TemplateFor parts."""
+    items = list(flat)
+    for i, item in enumerate(items):
+        if not isinstance(item, _Directive):
+            continue
+        if item.strip_left and i > 0 and isinstance(items[i - 1], str):
+            items[i - 1] = str(items[i - 1]).rstrip()
+        if item.strip_right and i + 1 < len(items) and isinstance(items[i + 1], str):
+            items[i + 1] = str(items[i + 1]).lstrip()
+    pos = 0
+
+    def run(stop: tuple[str, ...]) -> tuple[list[TemplatePart], _Directive | None]:
+        nonlocal pos
+        out: list[TemplatePart] = []
+        while pos < len(items):
+            item = items[pos]
+            pos += 1
+            if not isinstance(item, _Directive):
+                if isinstance(item, str) and out and isinstance(out[-1], str):
+                    out[-1] = out[-1] + item
+                elif item != "":
+                    out.append(item)
+                continue
+            if item.kind in stop:
+                return out, item
+            if item.kind == "if":
+                assert item.expr is not None
+                then, end = run(("else", "endif"))
+                otherwise: list[TemplatePart] = []
+                if end is not None and end.kind == "else":
+                    otherwise, end = run(("endif",))
+                if end is None or end.kind != "endif":
+                    raise SpecError(item.loc, "%{if} without a matching %{endif}")
+                out.append(TemplateIf(item.expr, tuple(then), tuple(otherwise)))
+            elif item.kind == "for":
+                assert item.expr is not None
+                body, end = run(("endfor",))
+                if end is None:
+                    raise SpecError(item.loc, "%{for} without a matching %{endfor}")
+                key, value = (None, item.names[0]) if len(item.names) == 1 else item.names
+                out.append(TemplateFor(key, value, item.expr, tuple(body)))
+            else:
+                raise SpecError(item.loc, f"%{{{item.kind}}} without a matching opening directive")
+        return out, None
+
+    parts, _ = run(())
+    return tuple(parts) if parts else ("",)
+
+
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
+
+
+def _unescape(text: str, loc: Location) -> str:
+    """Decode HCL string escapes: \\n \\r \\t \\" \\\\ \\uNNNN \\UNNNNNNNN."""
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        nxt = text[i + 1 : i + 2]
+        if nxt in _ESCAPES:
+            out.append(_ESCAPES[nxt])
+            i += 2
+        elif nxt in ("u", "U"):
+            width = 4 if nxt == "u" else 8
+            digits = text[i + 2 : i + 2 + width]
+            if len(digits) != width or not all(d in "0123456789abcdefABCDEF" for d in digits):
+                raise SpecError(loc, f"invalid escape sequence \\{nxt}{digits}")
+            out.append(chr(int(digits, 16)))
+            i += 2 + width
+        else:
+            raise SpecError(loc, f"invalid escape sequence \\{nxt}")
+    return "".join(out)
+
+
+def _quote_heredoc(body: str, first_col: int) -> tuple[str, dict[int, tuple[int, ...]]]:
+    """Heredoc text as the inside of a quoted string: literal backslashes and quotes
+    escaped, ``${...}`` / ``%{...}`` sequences (and ``$${``/``%%{``) kept verbatim.
+    Also returns where escapes were inserted (line -> columns, 1-based, the text
+    starting at ``first_col`` of line 1), so positions can be mapped back."""
+    out: list[str] = []
+    inserted: dict[int, list[int]] = {}
+    line, col = 1, first_col
+
+    def emit(text: str) -> None:
+        nonlocal line, col
+        out.append(text)
+        newlines = text.count("\n")
+        if newlines:
+            line += newlines
+            col = len(text) - text.rfind("\n")
+        else:
+            col += len(text)
+
+    i, n = 0, len(body)
+    while i < n:
+        if body.startswith(("$${", "%%{"), i):
+            emit(body[i : i + 3])
+            i += 3
+        elif body.startswith(("${", "%{"), i):
+            end = _skip_sequence(body, i + 2)
+            emit(body[i:end])
+            i = end
+        else:
+            c = body[i]
+            if c in ('"', "\\"):
+                inserted.setdefault(line, []).append(col)
+                emit("\\")
+            emit(c)
+            i += 1
+    return "".join(out), {k: tuple(v) for k, v in inserted.items()}
+
+
+def _skip_sequence(text: str, i: int) -> int:
+    """Index just past the ``}`` closing a ``${`` / ``%{`` whose body starts at ``i``."""
+    depth, n = 1, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            i = _skip_quoted(text, i + 1)
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return n
+
+
+def _skip_quoted(text: str, i: int) -> int:
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+        elif c == '"':
+            return i + 1
+        elif text.startswith(("${", "%{"), i):
+            i = _skip_sequence(text, i + 2)
+        else:
+            i += 1
+    return n

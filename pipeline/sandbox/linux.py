@@ -1,0 +1,539 @@
+"""The sandbox: the one module that mounts and spawns. Runs RUN steps and ``pipeline run``.
+
+What a step sees
+    An overlayfs of ``lowerdirs`` (top-most first) with ``upper`` as its upperdir, as
+    ``/`` after chroot; fresh mount, pid, uts and ipc namespaces (and a net namespace with
+    only ``lo``, brought up, when ``network="none"``; the host network otherwise);
+    hostname ``spec.hostname``; a fresh ``/proc``; a minimal ``/dev`` (tmpfs with the host's
+    null, zero, full, random, urandom and tty bind-mounted, ``/dev/shm`` tmpfs, a private
+    ``/dev/pts`` and the fd/stdin/stdout/stderr/ptmx links); the host's
+    ``/etc/resolv.conf`` and ``/etc/hosts`` bind-mounted read-only when ``spec.resolv``;
+    every ``spec.binds`` entry bind-mounted (read-only ones remounted ro, nosuid, nodev);
+    cwd ``spec.workdir``; the uid, gid and supplementary groups ``spec.user`` resolves to in
+    the image's own /etc/passwd and /etc/group; exactly ``spec.env`` plus ``PATH``
+    (:data:`DEFAULT_PATH`) and ``HOME`` (from passwd, else ``/``) when those are absent;
+    umask 022; stdin ``/dev/null`` (``run_step``) or the caller's (``run_interactive``).
+    Root in the sandbox keeps its capabilities: this isolates builds, it is not a
+    security boundary against hostile build steps.
+
+What the layer (``upper``) holds afterwards
+    Exactly the step's changes in overlayfs upperdir format: new and copied-up files,
+    whiteouts (char device 0:0; overlay may hard-link several whiteouts to one inode) and
+    opaque dirs (``trusted.overlay.opaque=y``). The overlay is mounted with
+    ``redirect_dir=off,metacopy=off,index=off,xino=off`` so a renamed dir is copied, not
+    redirected, and no file is a metadata-only copy: the upper is a plain diff, usable as
+    a lowerdir anywhere. Overlay's own bookkeeping xattrs (``trusted.overlay.origin``,
+    ``impure``, ``nlink``, and ``uuid`` on the upper root) are removed afterwards;
+    ``opaque`` is kept. The workdir, when missing, is created owned by the step's user and
+    *is* part of the layer, as in Docker.
+
+The placeholder rule
+    Mounting needs a mount point. When the image lacks one (``/proc``, ``/dev``,
+    ``/etc/resolv.conf``, a bind target and its parents), the sandbox creates it in the
+    merged tree before the step runs; that may also make overlay copy parent dirs up
+    (``/etc`` when only ``/etc/resolv.conf`` is missing). Every path that did not exist in
+    ``upper`` before that and exists afterwards is a placeholder. After the step, each
+    placeholder is deleted from ``upper``, deepest first, only if it is still the very same
+    inode with the same type, ctime, mode, owner, size and xattr names (so the step did not
+    write, chmod, chown, set an xattr on, or replace it) and, for a dir, it is empty once its
+    own placeholder children are gone. Anything the step put there (a file in a copied-up
+    ``/etc``, a whiteout, new content in ``/run``) keeps the dir and is part of the layer.
+    Mount targets are resolved inside the rootfs (symlinks followed as a chrooted process
+    would see them), so a hostile symlink never points a mount at the host. A target that
+    lies inside another bind's source gets its mount point made in that source.
+
+What survives
+    Everything is mounted inside the child's own mount namespace, after making ``/``
+    recursively private; nothing is ever mounted in the caller's namespace, so there is
+    nothing to unmount and nothing can leak. When the step's pid 1 exits, the kernel
+    kills what the step left running; when the namespace's last process is gone, its mounts
+    go too. If the calling *thread* dies (e.g. the build is SIGKILLed), PR_SET_PDEATHSIG
+    kills the sandbox's stage 1, which kills pid 1, which takes the whole step with it.
+    ``work`` is left empty. A step that fails is not an exception: it returns its exit
+    code and the tail of its output. Only setup problems raise :class:`SandboxError`.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import SandboxError
+from pipeline.oci.config import DEFAULT_PATH
+
+OVERLAY_MAX_LOWER = 500  # OVL_MAX_STACK in the kernel
+OVERLAY_OPTIONS = ("redirect_dir=off", "metacopy=off", "index=off", "xino=off")
+NETWORKS = ("default", "none")
+MAX_LINE = 16384  # longer output lines are cut into pieces of this many bytes
+
+# Import the child's module rather than run it as a script, so its cached bytecode is
+# used (compiling it on every step costs ~15 ms).
+_INIT = (
+    f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent.parent)!r}); "
+    "from pipeline.sandbox.init import main; main(sys.argv)"
+)
+_BOOKKEEPING_XATTRS = frozenset(
+    {
+        "trusted.overlay.origin",
+        "trusted.overlay.impure",
+        "trusted.overlay.nlink",
+        "trusted.overlay.uuid",
+    }
+)
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """A host path bind-mounted at ``target`` (absolute, inside the rootfs) during a step.
+
+    Cache dirs are ``readonly=False``: what the step writes there stays in ``source``.
+    Secret files and CA bundles are read-only. Neither ever appears in the layer.
+    """
+
+    source: Path
+    target: str
+    readonly: bool = True
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run and how. ``argv`` is final: shell form is ``("/bin/sh", "-c", cmd)``."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    workdir: str = "/"
+    user: str = ""
+    network: str = "default"
+    binds: tuple[BindMount, ...] = ()
+    hostname: str = "pipeline"
+    resolv: bool = True
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a step ended: its exit code (128+N when killed by signal N), the last lines of
+    its merged stdout/stderr, and its wall time including sandbox setup."""
+
+    exit_code: int
+    output_tail: tuple[str, ...]
+    seconds: float
+
+
+_host_ok = False
+_live: set[subprocess.Popen[bytes]] = set()
+_live_lock = threading.Lock()
+
+
+def check_host() -> None:
+    """Raise :class:`SandboxError` with a one-line message unless steps can run here.
+
+    Checks root, overlayfs in /proc/filesystems, namespace and chroot support, then runs
+    one real sandbox (an empty rootfs in a temp dir) to prove that unsharing and mounting
+    are permitted. Succeeds quickly on later calls in the same process.
+    """
+    global _host_ok
+    if _host_ok:
+        return
+    if not sys.platform.startswith("linux"):
+        raise SandboxError(f"sandbox: needs Linux (this is {sys.platform})")
+    if os.geteuid() != 0:
+        raise SandboxError(
+            f"sandbox: needs root for overlayfs mounts and namespaces (euid is {os.geteuid()})"
+        )
+    try:
+        filesystems = Path("/proc/filesystems").read_text()
+    except OSError as exc:
+        raise SandboxError(f"sandbox: cannot read /proc/filesystems ({exc.strerror})") from None
+    if not any(line.split()[-1:] == ["overlay"] for line in filesystems.splitlines()):
+        raise SandboxError(
+            "sandbox: overlayfs is not available (no 'overlay' in /proc/filesystems; "
+            "try `modprobe overlay`)"
+        )
+    missing = [
+        n for n in ("mnt", "pid", "uts", "ipc", "net") if not Path(f"/proc/self/ns/{n}").exists()
+    ]
+    if missing:
+        raise SandboxError(f"sandbox: kernel lacks namespaces: {', '.join(missing)}")
+    if not hasattr(os, "chroot"):
+        raise SandboxError("sandbox: os.chroot is not available")
+    with tempfile.TemporaryDirectory(prefix="pipeline-check-") as tmp:
+        base = Path(tmp)
+        for name in ("lower", "upper", "work"):
+            (base / name).mkdir()
+        spec = RunSpec(argv=("/pipeline-probe",), env=(), network="none")
+        try:
+            result = run_step([base / "lower"], base / "upper", base / "work", spec)
+        except SandboxError as exc:
+            reason = str(exc).removeprefix("sandbox: ")
+            raise SandboxError(f"sandbox: check failed: {reason}") from None
+        if result.exit_code != 127 or any((base / "upper").iterdir()):
+            raise SandboxError(
+                f"sandbox: check failed: probe step gave exit code {result.exit_code}: "
+                + " / ".join(result.output_tail[-3:])
+            )
+    _host_ok = True
+
+
+def kill_all() -> int:
+    """SIGKILL every sandbox this process is running (e.g. on Ctrl-C of a build); returns
+    how many. Each one's ``run_step`` then returns exit code 137 (or raises
+    :class:`SandboxError` if it was still being set up); mounts and processes go with it."""
+    with _live_lock:
+        running = [p for p in _live if p.poll() is None]
+    for proc in running:
+        proc.kill()
+    return len(running)
+
+
+def run_step(
+    lowerdirs: Sequence[Path],
+    upper: Path,
+    work: Path,
+    spec: RunSpec,
+    on_output: Callable[[str], None] | None = None,
+    tail_lines: int = 20,
+) -> RunResult:
+    """Run one step in the sandbox; ``upper`` then holds exactly the step's changes.
+
+    ``lowerdirs`` are layer dirs, top-most first. ``upper`` and ``work`` are dirs on one
+    filesystem; ``work`` must be empty and is empty again afterwards. Stdout and stderr are
+    merged; each line (without its newline, undecodable bytes replaced) goes to
+    ``on_output`` as it arrives, and the last ``tail_lines`` come back in the result. An
+    exception from ``on_output`` (or a KeyboardInterrupt) kills the step and propagates.
+    Raises :class:`SandboxError` if the sandbox could not be set up.
+    """
+    started = time.monotonic()
+    tail: deque[str] = deque(maxlen=max(tail_lines, 0))
+
+    def emit(raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r")
+        tail.append(line)
+        if on_output is not None:
+            on_output(line)
+
+    with _Sandbox(lowerdirs, upper, work, spec) as box:
+        proc = box.start(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        pending = b""
+        while chunk := os.read(fd, 65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                for i in range(0, max(len(raw), 1), MAX_LINE):
+                    emit(raw[i : i + MAX_LINE])
+            while len(pending) >= MAX_LINE:
+                emit(pending[:MAX_LINE])
+                pending = pending[MAX_LINE:]
+        if pending:
+            emit(pending)
+        code = box.finish(tail)
+    return RunResult(code, tuple(tail), time.monotonic() - started)
+
+
+def run_interactive(
+    lowerdirs: Sequence[Path],
+    upper: Path,
+    work: Path,
+    spec: RunSpec,
+    *,
+    forward_signals: bool = True,
+) -> int:
+    """Run ``spec`` in the same sandbox as :func:`run_step`, attached to the caller's
+    stdin/stdout/stderr (for ``pipeline run``); returns its exit code.
+
+    The sandbox runs in its own session, so a terminal's Ctrl-C reaches only the caller;
+    with ``forward_signals`` (main thread only) SIGINT, SIGTERM, SIGHUP and SIGQUIT are
+    forwarded to the process group of the started command, once each, and the previous
+    handlers are restored afterwards. Use ``network="default"`` for a server the host can
+    reach. When it returns, nothing is mounted anywhere; ``upper`` holds whatever the
+    command wrote (the caller throws it away), cleaned of placeholders as in ``run_step``.
+    """
+    with _Sandbox(lowerdirs, upper, work, spec) as box:
+        proc = box.start(stdin=None, stdout=None, stderr=None)
+        previous: dict[int, Any] = {}
+
+        def forward(signum: int, _frame: object) -> None:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+        if forward_signals and threading.current_thread() is threading.main_thread():
+            for sig in _FORWARDED:
+                previous[sig] = signal.signal(sig, forward)
+        try:
+            proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return box.finish(())
+
+
+# --- the parent side ------------------------------------------------------------------
+
+
+class _Sandbox:
+    """One sandbox run: validates, lays out ``work``, spawns stage 1, cleans up after."""
+
+    def __init__(self, lowerdirs: Sequence[Path], upper: Path, work: Path, spec: RunSpec) -> None:
+        self.lowerdirs = [Path(os.path.abspath(p)) for p in lowerdirs]
+        self.upper = Path(os.path.abspath(upper))
+        self.work = Path(os.path.abspath(work))
+        self.spec = spec
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.status_r = -1
+        self.status: dict[str, Any] = {}
+
+    def __enter__(self) -> _Sandbox:
+        _validate(self.lowerdirs, self.upper, self.work, self.spec)
+        return self
+
+    def start(self, stdin: Any, stdout: Any, stderr: Any) -> subprocess.Popen[bytes]:
+        options = _layout(self.lowerdirs, self.upper, self.work)
+        spec = self.spec
+        status_r, status_w = os.pipe()
+        self.status_r = status_r
+        doc = {
+            "parent_pid": os.getpid(),
+            "status_fd": status_w,
+            "root": str(self.work / "root"),
+            "links": str(self.work / "l"),
+            "upper": str(self.upper),
+            "overlay": options,
+            "layers": len(self.lowerdirs),
+            "argv": list(spec.argv),
+            "env": [list(kv) for kv in spec.env],
+            "default_path": DEFAULT_PATH,
+            "workdir": spec.workdir,
+            "user": spec.user,
+            "network": spec.network,
+            "hostname": spec.hostname,
+            "resolv": spec.resolv,
+            "binds": [
+                {"source": os.path.abspath(b.source), "target": b.target, "readonly": b.readonly}
+                for b in spec.binds
+            ],
+        }
+        spec_file = self.work / "spec"  # not argv: no size limit, nothing shown by ps
+        spec_file.write_bytes(marshal.dumps(doc))
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _INIT, str(spec_file)],
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                pass_fds=(status_w,),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SandboxError(f"sandbox: cannot start {sys.executable}: {exc}") from None
+        finally:
+            os.close(status_w)
+        with _live_lock:
+            _live.add(self.proc)
+        return self.proc
+
+    def finish(self, tail: Sequence[str]) -> int:
+        """Wait, read the status, undo placeholders; the exit code or SandboxError."""
+        assert self.proc is not None
+        rc = self.proc.wait()
+        self._read_status()
+        if "error" in self.status:
+            raise SandboxError(f"sandbox: {self.status['error']}")
+        if not self.status.get("ready"):
+            how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+            last = f": {tail[-1]}" if tail else ""
+            raise SandboxError(f"sandbox: setup died ({how}){last}")
+        return 128 - rc if rc < 0 else rc
+
+    def _read_status(self) -> None:
+        if self.status_r < 0:
+            return
+        chunks = []
+        # EOF only once stage 2 (pid 1) is gone too: a sync point even after a SIGKILL.
+        while chunk := os.read(self.status_r, 65536):
+            chunks.append(chunk)
+        os.close(self.status_r)
+        self.status_r = -1
+        if chunks:
+            try:
+                message = marshal.loads(b"".join(chunks))
+            except (EOFError, ValueError, TypeError):
+                return  # cut short by a kill: treated as "never got ready"
+            if isinstance(message, dict):
+                self.status = message
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.proc is not None:
+                if self.proc.poll() is None:
+                    self.proc.kill()  # PDEATHSIG takes pid 1 and the whole step with it
+                self.proc.wait()
+                if self.proc.stdout is not None:
+                    self.proc.stdout.close()
+                with _live_lock:
+                    _live.discard(self.proc)
+            self._read_status()
+            if self.status.get("ready"):
+                _remove_placeholders(self.upper, self.status.get("placeholders", []))
+                _strip_bookkeeping(self.upper)
+        finally:
+            _clear_work(self.work)
+
+
+def _validate(lowerdirs: Sequence[Path], upper: Path, work: Path, spec: RunSpec) -> None:
+    if not spec.argv:
+        raise SandboxError("sandbox: empty command")
+    if spec.network not in NETWORKS:
+        raise SandboxError(f"sandbox: unknown network {spec.network!r} (use 'default' or 'none')")
+    if not 0 < len(spec.hostname.encode()) <= 64:
+        raise SandboxError(f"sandbox: hostname {spec.hostname!r} must be 1 to 64 bytes")
+    if not spec.workdir.startswith("/"):
+        raise SandboxError(f"sandbox: workdir {spec.workdir!r} is not absolute")
+    if not lowerdirs:
+        raise SandboxError("sandbox: no lower layers (use an empty dir for scratch)")
+    if len(lowerdirs) > OVERLAY_MAX_LOWER:
+        raise SandboxError(
+            f"sandbox: {len(lowerdirs)} layers; overlayfs stacks at most {OVERLAY_MAX_LOWER}"
+        )
+    for d in lowerdirs:
+        if not d.is_dir():
+            raise SandboxError(f"sandbox: lower layer {d} is not a directory")
+    for d in (upper, work):
+        if not d.is_dir():
+            raise SandboxError(f"sandbox: {d} is not a directory")
+    if upper.stat().st_dev != work.stat().st_dev:
+        raise SandboxError(f"sandbox: upper {upper} and work {work} are on different filesystems")
+    if any(work.iterdir()):
+        raise SandboxError(f"sandbox: work dir {work} is not empty")
+    for b in spec.binds:
+        if not b.target.startswith("/"):
+            raise SandboxError(f"sandbox: bind target {b.target!r} is not absolute")
+        if not os.path.exists(b.source):
+            raise SandboxError(f"sandbox: bind source {b.source} does not exist")
+    if "\x00" in "".join((*spec.argv, *(k + v for k, v in spec.env))):
+        raise SandboxError("sandbox: NUL byte in command or environment")
+
+
+def _escape(path: str) -> str:
+    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
+
+
+def _layout(lowerdirs: Sequence[Path], upper: Path, work: Path) -> str:
+    """Make ``work/{l,ovl,root}``; the overlay mount options (relative to ``work/l``).
+
+    ``work/spec`` (written by ``_Sandbox.start``) holds the child's marshalled spec.
+
+    Lowerdirs are named through short symlinks ``work/l/0``, ``work/l/1``, ... (as Docker's
+    overlay2 does), so the option string stays far below the one-page limit of mount(2)
+    whatever the store's paths look like.
+    """
+    links = work / "l"
+    links.mkdir()
+    names = []
+    for i, d in enumerate(lowerdirs):
+        name = _short(i)
+        os.symlink(d, links / name)
+        names.append(name)
+    (work / "ovl").mkdir()
+    (work / "root").mkdir()
+    options = ",".join(
+        (
+            f"lowerdir={':'.join(names)}",
+            f"upperdir={_escape(str(upper))}",
+            "workdir=../ovl",
+            *OVERLAY_OPTIONS,
+        )
+    )
+    page = os.sysconf("SC_PAGE_SIZE")
+    if len(options.encode()) >= page:
+        raise SandboxError(
+            f"sandbox: {len(lowerdirs)} layers: overlay mount options take "
+            f"{len(options.encode())} bytes, over the kernel's limit of {page - 1}"
+        )
+    return options
+
+
+def _short(i: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        i, r = divmod(i, 36)
+        out = digits[r] + out
+        if not i:
+            return out
+
+
+def _remove_placeholders(upper: Path, records: Sequence[Sequence[Any]]) -> None:
+    """Apply the placeholder rule (module docstring) to ``upper``. Host side, after the
+    sandbox's namespace is gone, so nothing is mounted over these paths any more."""
+    unchanged = []
+    for path, kind, ino, ctime, mode, uid, gid, size, xattrs in records:
+        host = str(upper) + path
+        try:
+            st = os.lstat(host)
+            names = sorted(os.listxattr(host, follow_symlinks=False))
+        except OSError:
+            continue
+        same = (st.st_ino, st.st_ctime_ns, st.st_mode, st.st_uid, st.st_gid, names) == (
+            ino,
+            ctime,
+            mode,
+            uid,
+            gid,
+            xattrs,
+        )
+        if same and (kind == "dir" or st.st_size == size):
+            unchanged.append((path.count("/"), path, kind))
+    for _, path, kind in sorted(unchanged, reverse=True):
+        host = str(upper) + path
+        try:
+            if kind == "dir":
+                os.rmdir(host)
+            else:
+                os.unlink(host)
+        except OSError:
+            pass  # not empty: the step put something there, so it stays
+
+
+def _strip_bookkeeping(upper: Path) -> None:
+    """Remove overlay's internal xattrs (origin, impure, nlink, uuid) from ``upper``."""
+    stack = [str(upper)]
+    _strip_one(str(upper))
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                _strip_one(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+
+
+def _strip_one(path: str) -> None:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return
+    for name in names:
+        if name in _BOOKKEEPING_XATTRS:
+            os.removexattr(path, name, follow_symlinks=False)
+
+
+def _clear_work(work: Path) -> None:
+    for name in ("l", "ovl", "root", "spec"):
+        path = work / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path, ignore_errors=True)
