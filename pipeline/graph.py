@@ -129,10 +129,10 @@ class BuildGraph:
         return [(p, k) for k in self.nodes for p in self.predecessors(k)]
 
     @cached_property
-    def graph(self) -> nx.DiGraph:
+    def graph(self) -> nx.DiGraph[str]:
         import networkx
 
-        graph = networkx.DiGraph()
+        graph: nx.DiGraph[str] = networkx.DiGraph()
         for key, node in self.nodes.items():
             graph.add_node(key, node=node, apps=self.apps[key])
         graph.add_edges_from(self.edges())
@@ -210,7 +210,7 @@ def meta_label(meta: Meta) -> str:
     if meta.field in ("env", "labels"):
         text = " ".join(f"{k}={val}" for k, val in as_pairs(v))
     elif isinstance(v, tuple):
-        text = _json_list(v)
+        text = _json_list(tuple(str(x) for x in v))
     else:
         text = str(v)
     return f"{meta.field.upper()} {text}"
@@ -284,8 +284,7 @@ class _Compiler:
             return self.plans[image_id]
         if image_id in trail:
             cycle = " -> ".join((*trail[trail.index(image_id) :], image_id))
-            image = self.fleet.images[image_id]
-            raise SpecError(image.loc, f"reference cycle: {cycle}")
+            raise SpecError(self.fleet.images[image_id].loc, f"reference cycle: {cycle}")
         image = self.fleet.images.get(image_id)
         if image is None:
             raise SpecError(None, f"unknown image {image_id!r}")

@@ -20,6 +20,7 @@ from pipeline.errors import Location
 
 Pairs = tuple[tuple[str, str], ...]
 
+NetworkMode = Literal["default", "none"]
 BaseKind = Literal["scratch", "store", "registry", "oci-layout", "oci-archive", "block"]
 
 
@@ -67,7 +68,7 @@ class Run:
     """
 
     command: str | tuple[str, ...]
-    network: Literal["default", "none"] = "default"
+    network: NetworkMode = "default"
     mounts: tuple[Mount, ...] = ()
     env: Pairs = ()
     loc: Location | None = None

@@ -13,7 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from pipeline.build.executor import BuildResult, NodeResult
+from pipeline.build.executor import BuildResult, NodeResult, NullReporter, Reporter
+from pipeline.build.summary import build_totals, summary_rows
 from pipeline.digest import short
 from pipeline.graph import BuildGraph, LayerNode
 
@@ -134,45 +135,6 @@ def plan_mermaid(graph: BuildGraph) -> str:
 
 
 # -- build summaries -----------------------------------------------------------------
-
-
-def summary_rows(graph: BuildGraph, result: BuildResult) -> list[tuple[str, int, int, int, float]]:
-    """Per target: (id, layers, cached, built, seconds spent building its nodes)."""
-    rows = []
-    for target in result.targets:
-        keys = [k for k in graph.images[target].nodes if graph.node(k).kind != "base"]
-        res = [result.nodes[k] for k in keys if k in result.nodes]
-        cached = sum(1 for r in res if r.outcome == "cached")
-        built = sum(1 for r in res if r.outcome == "built")
-        rows.append((target, len(keys), cached, built, sum(r.seconds for r in res)))
-    return rows
-
-
-def build_totals(graph: BuildGraph, result: BuildResult) -> dict[str, Any]:
-    steps = [r for k, r in result.nodes.items() if graph.node(k).kind != "base"]
-    built = sum(1 for r in steps if r.outcome == "built")
-    cached = sum(1 for r in steps if r.outcome == "cached")
-    pulled = sum(1 for r in steps if r.outcome == "pulled")
-    unique: dict[str, int] = {}
-    naive = 0
-    for image in result.images.values():
-        for diff_id, size in image.layers:
-            unique[diff_id] = size
-            naive += size
-    return {
-        "unique_nodes": len(steps),
-        "built": built,
-        "cached": cached,
-        "pulled": pulled,
-        "failed": sum(1 for r in steps if r.outcome == "failed"),
-        "skipped": sum(1 for r in steps if r.outcome == "skipped"),
-        "hit_ratio": (cached + pulled) / (built + cached + pulled) if steps else 1.0,
-        "bytes_written": sum(r.size for r in steps if r.outcome == "built"),
-        "unique_bytes": sum(unique.values()),
-        "naive_bytes": naive,
-        "saved_bytes": naive - sum(unique.values()),
-        "seconds": round(result.seconds, 3),
-    }
 
 
 def build_json(graph: BuildGraph, result: BuildResult) -> dict[str, Any]:
@@ -318,3 +280,16 @@ class RichReporter:
 
     def end(self, result: BuildResult) -> None:
         self.live.stop()
+
+
+def make_reporter(progress: str, verbose: bool, stream: TextIO) -> Reporter:
+    """The reporter for ``--progress``: ``quiet`` (nothing), ``plain`` (lines; with
+    ``verbose`` every line of step output too), ``rich`` (a live view), or ``auto``
+    (rich on a terminal unless ``verbose``, plain otherwise)."""
+    if progress == "quiet":
+        return NullReporter()
+    if progress == "rich" or (progress == "auto" and stream.isatty() and not verbose):
+        from rich.console import Console
+
+        return RichReporter(Console(file=stream))
+    return PlainReporter(stream, verbose)

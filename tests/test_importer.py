@@ -22,9 +22,9 @@ import pytest
 from pipeline.build import bases
 from pipeline.errors import PipelineError, StoreError, UnsafePathError
 from pipeline.fs.importer import ImportedImage, read_image
-from pipeline.oci.config import DEFAULT_PATH
 from pipeline.fs.tarformat import OPAQUE_XATTR
 from pipeline.fs.tarwrite import layer_info, write_layer
+from pipeline.oci.config import DEFAULT_PATH
 
 MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -23,7 +23,7 @@ from typing import Any
 from pipeline.digest import hex_of, is_digest
 from pipeline.errors import StoreError
 from pipeline.oci.manifest import Blob, Descriptor, json_blob, manifest_blob
-from pipeline.oci.media import MT_CONFIG, MT_DOCKER_LAYER_GZIP, MT_LAYER, MT_LAYER_GZIP
+from pipeline.oci.media import LAYER_TYPES, MT_CONFIG, MT_LAYER
 from pipeline.oci.platform import host_arch
 from pipeline.registry.client import Registries, RegistryClient, pick_platform, platforms
 from pipeline.registry.reference import Reference, RegistryError
@@ -32,15 +32,6 @@ from pipeline.registry.transport import Manifest
 from pipeline.store import Store
 
 MAX_CONFIG = 16 << 20
-
-LAYER_TYPES = frozenset(
-    {
-        MT_LAYER,
-        MT_LAYER_GZIP,
-        MT_DOCKER_LAYER_GZIP,
-        "application/vnd.docker.image.rootfs.diff.tar",
-    }
-)
 
 
 # ---------------------------------------------------------------------------------------
@@ -261,15 +252,15 @@ def pull_image(
         # everything verified: commit layers, then config and manifest, then the name
         local_ids = []
         sizes = []
-        for diff_id, layer in zip(diff_ids, fetched, strict=True):
-            if layer is None:
+        for diff_id, got in zip(diff_ids, fetched, strict=True):
+            if got is None:
                 local_ids.append(diff_id)
                 sizes.append(store.layer_size(diff_id))
                 continue
-            if layer.path.exists():
-                store.commit_layer(layer.path, layer.local_diff_id, layer.size)
-            local_ids.append(layer.local_diff_id)
-            sizes.append(layer.size)
+            if got.path.exists():
+                store.commit_layer(got.path, got.local_diff_id, got.size)
+            local_ids.append(got.local_diff_id)
+            sizes.append(got.size)
         rewritten = local_ids != diff_ids
         if rewritten:
             config["rootfs"]["diff_ids"] = local_ids

@@ -132,7 +132,7 @@ class BlobPusher:
         repository: str,
         digest: str,
         size: int,
-        produce: Callable[[Path], None] | bytes,
+        produce: Callable[[Path], object] | bytes,
     ) -> str:
         """Make ``digest`` present in ``repository``. ``produce`` writes the blob's bytes
         to a path (layers) or is the bytes (configs). Returns "present", "mounted" or
@@ -166,7 +166,7 @@ class BlobPusher:
 
     def layer(
         self, diff_id: str, size: int, epoch: int
-    ) -> tuple[_LayerBlob, Callable[[Path], None]]:
+    ) -> tuple[_LayerBlob, Callable[[Path], object]]:
         """The descriptor of a layer's blob in the chosen compression, and the function
         that writes exactly those bytes (checking the diff_id on the way)."""
         if self.compression == "none":

@@ -155,7 +155,7 @@ class _Extractor:
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return st
-            shutil.rmtree(name, dir_fd=parent)  # type: ignore[call-arg]
+            shutil.rmtree(name, dir_fd=parent)
             n = len(parts)
             for stale in [p for p in self.fds if p[:n] == parts]:
                 os.close(self.fds.pop(stale))

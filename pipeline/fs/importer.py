@@ -40,15 +40,9 @@ from pipeline.errors import StoreError, UnsafePathError
 from pipeline.fs.extract import extract_layer
 from pipeline.fs.tarread import HashingReader, TarArchive, decompressed, member_names
 from pipeline.oci.config import DEFAULT_PATH
+from pipeline.oci.media import INDEX_TYPES, REF_ANNOTATION
 from pipeline.oci.platform import host_arch
 
-REF_ANNOTATION = "org.opencontainers.image.ref.name"
-INDEX_TYPES = frozenset(
-    {
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    }
-)
 MAX_JSON = 16 << 20  # manifests and configs are small; refuse to buffer anything huge
 _CHUNK = 1 << 20
 _HEX_NAME = re.compile(r"^(?:blobs/sha256/)?([0-9a-f]{64})(?:\.tar|\.json)?$")
@@ -517,7 +511,7 @@ def _read_file(
         made.append(plain)
         with os.fdopen(fd, "wb") as out, path.open("rb") as f:
             stream, _ = decompressed(f, str(path))
-            shutil.copyfileobj(stream, out, _CHUNK)  # type: ignore[misc]
+            shutil.copyfileobj(stream, out, _CHUNK)
     try:
         with TarArchive(plain) as archive:
             return _read_source(_ArchiveSource(archive, str(path)), kind, ref, arch, staging, made)

@@ -98,7 +98,7 @@ def raw_decompressed(stream: BinaryIO, where: str) -> tuple[BinaryIO, str]:
         return lzma.LZMAFile(raw), kind  # type: ignore[return-value]
     if kind == "bzip2":
         return bz2.BZ2File(raw), kind  # type: ignore[return-value]
-    return raw, kind  # type: ignore[return-value]
+    return raw, kind
 
 
 def decompressed(stream: BinaryIO, where: str) -> tuple[BinaryIO, str]:
@@ -132,7 +132,7 @@ def member_names(path: Path) -> tuple[frozenset[str], str]:
                     member = tf.next()
                     if member is None:
                         return frozenset(names), compression
-                    tf.members.clear()  # names only: memory stays flat
+                    tf.members.clear()  # type: ignore[attr-defined]  # names only: memory stays flat
                     names.add(_normalised(member.name))
         except tarfile.TarError as exc:
             raise StoreError(f"{where}: not a valid tar archive: {exc}") from None

@@ -300,6 +300,8 @@ def _range(*args: Value) -> Value:
             raise FunctionError(f"argument {i} must be a number, found {describe(a)}")
         numbers.append(a)
     if len(numbers) == 1:
+        start: int | float
+        step: int | float
         start, limit, step = 0, numbers[0], 1
     elif len(numbers) == 2:
         start, limit = numbers

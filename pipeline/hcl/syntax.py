@@ -1,19 +1,20 @@
 """The HCL parser side of ``pipeline.hcl``: python-hcl2's lark tree -> located ``Expr``
 values. The only module that imports ``hcl2`` and ``lark``; ``pipeline.hcl.files`` loads it on
-first parse, so commands served from the parse cache never pay for the import."""
+first parse, so commands served from the parse cache never pay for the import.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeAlias
 
 import hcl2
 from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from pipeline.errors import Location, SpecError
+from pipeline.hcl.strings import Directive, Flat, nest, quote_heredoc, unescape
 from pipeline.hcl.values import (
     PLACEHOLDER,
     Attribute,
@@ -30,9 +31,6 @@ from pipeline.hcl.values import (
     ObjectExpr,
     Splat,
     Template,
-    TemplateFor,
-    TemplateIf,
-    TemplatePart,
     TupleExpr,
     Unary,
     Variable,
@@ -80,7 +78,7 @@ class _Shift:
 _NO_SHIFT = _Shift()
 
 
-def _parse_tree(text: str, path: str, shift: _Shift) -> Tree:
+def _parse_tree(text: str, path: str, shift: _Shift) -> Tree[Token]:
     try:
         return hcl2.parses_to_tree(text)
     except UnexpectedInput as exc:
@@ -134,15 +132,15 @@ def _syntax_message(exc: UnexpectedInput) -> str:
     return str(exc).split("\n", 1)[0]
 
 
-def _trees(node: Tree) -> list[Tree]:
+def _trees(node: Tree[Token]) -> list[Tree[Token]]:
     return [c for c in node.children if isinstance(c, Tree) and c.data != "new_line_or_comment"]
 
 
-def _tokens(node: Tree) -> list[Token]:
+def _tokens(node: Tree[Token]) -> list[Token]:
     return [c for c in node.children if isinstance(c, Token)]
 
 
-def _first_token(node: Tree | Token) -> Token | None:
+def _first_token(node: Tree[Token] | Token) -> Token | None:
     if isinstance(node, Token):
         return node
     for child in node.children:
@@ -152,7 +150,7 @@ def _first_token(node: Tree | Token) -> Token | None:
     return None
 
 
-def _name_of(node: Tree) -> str:
+def _name_of(node: Tree[Token]) -> str:
     """The text of an identifier / keyword / literal_value tree."""
     token = _first_token(node)
     assert token is not None
@@ -166,7 +164,7 @@ class _Converter:
         self.path = path
         self.shift = shift
 
-    def loc(self, node: Tree | Token) -> Location:
+    def loc(self, node: Tree[Token] | Token) -> Location:
         if isinstance(node, Token):
             line, col = node.line or 0, node.column or 0
         elif not node.meta.empty:
@@ -180,7 +178,7 @@ class _Converter:
 
     # ---- structure
 
-    def body(self, node: Tree, owner: str | None) -> tuple[Attribute | Block, ...]:
+    def body(self, node: Tree[Token], owner: str | None) -> tuple[Attribute | Block, ...]:
         items: list[Attribute | Block] = []
         seen: dict[str, Attribute] = {}
         for child in _trees(node):
@@ -198,12 +196,12 @@ class _Converter:
                 items.append(self.block(child))
         return tuple(items)
 
-    def attribute(self, node: Tree) -> Attribute:
+    def attribute(self, node: Tree[Token]) -> Attribute:
         name_node = node.children[0]
         assert isinstance(name_node, Tree)
         return Attribute(_name_of(name_node), self.expr(node.children[-1]), self.loc(name_node))
 
-    def block(self, node: Tree) -> Block:
+    def block(self, node: Tree[Token]) -> Block:
         parts = _trees(node)
         type_node, body = parts[0], parts[-1]
         labels: list[str] = []
@@ -223,7 +221,7 @@ class _Converter:
 
     # ---- expressions
 
-    def expr(self, node: Tree | Token) -> Expr:
+    def expr(self, node: Tree[Token] | Token) -> Expr:
         if isinstance(node, Token):  # pragma: no cover - the grammar wraps tokens
             raise SpecError(self.loc(node), f"unexpected token {node.value!r}")
         handler = getattr(self, "x_" + node.data, None)
@@ -232,46 +230,46 @@ class _Converter:
         result: Expr = handler(node)
         return result
 
-    def x_expr_term(self, node: Tree) -> Expr:
+    def x_expr_term(self, node: Tree[Token]) -> Expr:
         inner = _trees(node)
         if not inner:  # pragma: no cover - the grammar forbids it
             raise SpecError(self.loc(node), "empty expression")
         return self.expr(inner[0])
 
-    def x_int_lit(self, node: Tree) -> Expr:
+    def x_int_lit(self, node: Tree[Token]) -> Expr:
         return Literal(self.loc(node), int(_name_of(node)))
 
-    def x_float_lit(self, node: Tree) -> Expr:
+    def x_float_lit(self, node: Tree[Token]) -> Expr:
         return Literal(self.loc(node), integral(float(_name_of(node))))
 
-    def x_literal_value(self, node: Tree) -> Expr:
+    def x_literal_value(self, node: Tree[Token]) -> Expr:
         text = _name_of(node)
         return Literal(self.loc(node), {"true": True, "false": False, "null": None}[text])
 
-    def x_identifier(self, node: Tree) -> Expr:
+    def x_identifier(self, node: Tree[Token]) -> Expr:
         return Variable(self.loc(node), _name_of(node))
 
-    def x_keyword(self, node: Tree) -> Expr:
+    def x_keyword(self, node: Tree[Token]) -> Expr:
         return Variable(self.loc(node), _name_of(node))
 
-    def x_string(self, node: Tree) -> Expr:
+    def x_string(self, node: Tree[Token]) -> Expr:
         return self.template(node)
 
-    def x_template_string(self, node: Tree) -> Expr:
+    def x_template_string(self, node: Tree[Token]) -> Expr:
         raw = _name_of(node)
-        return Template(self.loc(node), (_unescape(raw[2:-2], self.loc(node)),))
+        return Template(self.loc(node), (unescape(raw[2:-2], self.loc(node)),))
 
-    def x_tuple(self, node: Tree) -> Expr:
+    def x_tuple(self, node: Tree[Token]) -> Expr:
         return TupleExpr(self.loc(node), tuple(self.expr(c) for c in _trees(node)))
 
-    def x_object(self, node: Tree) -> Expr:
+    def x_object(self, node: Tree[Token]) -> Expr:
         items = []
         for elem in _trees(node):
             key_node, value_node = _trees(elem)
             items.append((self.object_key(key_node), self.expr(value_node)))
         return ObjectExpr(self.loc(node), tuple(items))
 
-    def object_key(self, node: Tree) -> Expr:
+    def object_key(self, node: Tree[Token]) -> Expr:
         inner = _trees(node)[0]
         if inner.data == "keyword":
             return Literal(self.loc(inner), _name_of(inner))
@@ -282,21 +280,21 @@ class _Converter:
                 return Literal(self.loc(term), _name_of(term))
         return self.expr(inner)
 
-    def x_unary_op(self, node: Tree) -> Expr:
+    def x_unary_op(self, node: Tree[Token]) -> Expr:
         op = str(node.children[0]).strip()
         return Unary(self.loc(node), op, self.expr(_trees(node)[0]))
 
-    def x_binary_op(self, node: Tree) -> Expr:
+    def x_binary_op(self, node: Tree[Token]) -> Expr:
         left, term = _trees(node)[:2]
         op_node, right = _trees(term)[:2]
         op = str(_first_token(op_node)).split()[-1]
         return Binary(self.loc(node), op, self.expr(left), self.expr(right))
 
-    def x_conditional(self, node: Tree) -> Expr:
+    def x_conditional(self, node: Tree[Token]) -> Expr:
         cond, then, otherwise = _trees(node)
         return Conditional(self.loc(node), self.expr(cond), self.expr(then), self.expr(otherwise))
 
-    def x_function_call(self, node: Tree) -> Expr:
+    def x_function_call(self, node: Tree[Token]) -> Expr:
         names = [c for c in _trees(node) if c.data == "identifier"]
         if len(names) > 1:
             text = "::".join(_name_of(n) for n in names)
@@ -309,25 +307,25 @@ class _Converter:
             expand = any(t.type == "ELLIPSIS" for t in _tokens(args_node))
         return Call(self.loc(node), _name_of(names[0]), args, expand)
 
-    def x_get_attr_expr_term(self, node: Tree) -> Expr:
+    def x_get_attr_expr_term(self, node: Tree[Token]) -> Expr:
         target, get_attr = _trees(node)
         return self.get_attr(self.expr(target), get_attr, self.loc(node))
 
-    def get_attr(self, target: Expr, node: Tree, loc: Location) -> GetAttr:
+    def get_attr(self, target: Expr, node: Tree[Token], loc: Location) -> GetAttr:
         name_node = _trees(node)[0]
         return GetAttr(loc, target, _name_of(name_node), self.loc(name_node))
 
-    def index(self, target: Expr, node: Tree, loc: Location) -> Index:
+    def index(self, target: Expr, node: Tree[Token], loc: Location) -> Index:
         if node.data == "short_index":
             token = next(t for t in _tokens(node) if t.type == "INT_LITERAL")
             return Index(loc, target, Literal(self.loc(token), int(token.value)))
         return Index(loc, target, self.expr(_trees(node)[0]))
 
-    def x_index_expr_term(self, node: Tree) -> Expr:
+    def x_index_expr_term(self, node: Tree[Token]) -> Expr:
         target, index = _trees(node)
         return self.index(self.expr(target), index, self.loc(node))
 
-    def _splat(self, node: Tree) -> Expr:
+    def _splat(self, node: Tree[Token]) -> Expr:
         target, splat = _trees(node)
         loc = self.loc(node)
         ops: list[GetAttr | Index] = []
@@ -345,25 +343,25 @@ class _Converter:
     x_attr_splat_expr_term = _splat
     x_full_splat_expr_term = _splat
 
-    def _for_intro(self, node: Tree) -> tuple[str | None, str, Expr]:
+    def _for_intro(self, node: Tree[Token]) -> tuple[str | None, str, Expr]:
         names = [_name_of(c) for c in _trees(node) if c.data == "identifier"]
         collection = next(c for c in _trees(node) if c.data != "identifier")
         if len(names) == 2:
             return names[0], names[1], self.expr(collection)
         return None, names[0], self.expr(collection)
 
-    def _for_cond(self, node: Tree) -> Expr | None:
+    def _for_cond(self, node: Tree[Token]) -> Expr | None:
         cond = next((c for c in _trees(node) if c.data == "for_cond"), None)
         return self.expr(_trees(cond)[0]) if cond is not None else None
 
-    def x_for_tuple_expr(self, node: Tree) -> Expr:
+    def x_for_tuple_expr(self, node: Tree[Token]) -> Expr:
         intro, value = _trees(node)[:2]
         key_var, value_var, coll = self._for_intro(intro)
         return ForExpr(
             self.loc(node), key_var, value_var, coll, None, self.expr(value), self._for_cond(node)
         )
 
-    def x_for_object_expr(self, node: Tree) -> Expr:
+    def x_for_object_expr(self, node: Tree[Token]) -> Expr:
         intro, key, value = _trees(node)[:3]
         key_var, value_var, coll = self._for_intro(intro)
         group = any(isinstance(c, Token) and c.type == "ELLIPSIS" for c in node.children)
@@ -378,16 +376,16 @@ class _Converter:
             group,
         )
 
-    def x_heredoc_template(self, node: Tree) -> Expr:
+    def x_heredoc_template(self, node: Tree[Token]) -> Expr:
         return self.heredoc(node, trim=False)
 
-    def x_heredoc_template_trim(self, node: Tree) -> Expr:
+    def x_heredoc_template_trim(self, node: Tree[Token]) -> Expr:
         return self.heredoc(node, trim=True)
 
     # ---- templates
 
-    def template(self, node: Tree) -> Template:
-        flat: list[_Flat] = []
+    def template(self, node: Tree[Token]) -> Template:
+        flat: list[Flat] = []
         for part in node.children:
             if not (isinstance(part, Tree) and part.data == "string_part"):
                 continue
@@ -396,12 +394,12 @@ class _Converter:
                 text = str(inner.value)
                 if inner.type in ("ESCAPED_INTERPOLATION", "ESCAPED_DIRECTIVE"):
                     text = text[1:]  # $${ -> ${, %%{ -> %{
-                flat.append(_unescape(text, self.loc(inner)))
+                flat.append(unescape(text, self.loc(inner)))
             else:
                 flat.append(self.directive(inner))
-        return Template(self.loc(node), _nest(flat, self.loc(node)))
+        return Template(self.loc(node), nest(flat, self.loc(node)))
 
-    def directive(self, node: Tree) -> _Flat:
+    def directive(self, node: Tree[Token]) -> Flat:
         loc = self.loc(node)
         if node.data == "interpolation":
             return self.expr(_trees(node)[0])
@@ -411,11 +409,11 @@ class _Converter:
         kind = node.data.removeprefix("template_").removesuffix("_start")
         exprs = [c for c in _trees(node) if c.data != "identifier"]
         names = [_name_of(c) for c in _trees(node) if c.data == "identifier"]
-        return _Directive(
+        return Directive(
             kind, loc, strip_left, strip_right, self.expr(exprs[0]) if exprs else None, names
         )
 
-    def heredoc(self, node: Tree, trim: bool) -> Expr:
+    def heredoc(self, node: Tree[Token], trim: bool) -> Expr:
         token = node.children[0]
         assert isinstance(token, Token)
         raw = str(token.value)
@@ -434,7 +432,7 @@ class _Converter:
             return Template(loc, ("",))
         # Re-parse the body as a quoted string. Its line 1 is the line after the
         # marker and starts with `_ = "` (5 columns); trimmed indentation comes back.
-        quoted, inserted = _quote_heredoc(body, 6)
+        quoted, inserted = quote_heredoc(body, 6)
         shift = _Shift(loc.line, -5 + indent, indent, inserted)
         sub = _Converter(self.path, shift)
         tree = _parse_tree('_ = "' + quoted + '"', self.path, shift)
@@ -442,169 +440,3 @@ class _Converter:
         template = sub.expr(attr.children[-1])
         assert isinstance(template, Template)
         return Template(loc, template.parts)
-
-
-@dataclass(frozen=True)
-class _Directive:
-    kind: str  # if, else, endif, for, endfor
-    loc: Location
-    strip_left: bool
-    strip_right: bool
-    expr: Expr | None
-    names: list[str]
-
-
-_Flat: TypeAlias = "str | Expr | _Directive"
-
-
-def _nest(flat: list[_Flat], loc: Location) -> tuple[TemplatePart, ...]:
-    """Apply ``~`` strip markers, then nest the flat if/else/endif and for/endfor
-    directives into TemplateIf/TemplateFor parts."""
-    items = list(flat)
-    for i, item in enumerate(items):
-        if not isinstance(item, _Directive):
-            continue
-        if item.strip_left and i > 0 and isinstance(items[i - 1], str):
-            items[i - 1] = str(items[i - 1]).rstrip()
-        if item.strip_right and i + 1 < len(items) and isinstance(items[i + 1], str):
-            items[i + 1] = str(items[i + 1]).lstrip()
-    pos = 0
-
-    def run(stop: tuple[str, ...]) -> tuple[list[TemplatePart], _Directive | None]:
-        nonlocal pos
-        out: list[TemplatePart] = []
-        while pos < len(items):
-            item = items[pos]
-            pos += 1
-            if not isinstance(item, _Directive):
-                if isinstance(item, str) and out and isinstance(out[-1], str):
-                    out[-1] = out[-1] + item
-                elif item != "":
-                    out.append(item)
-                continue
-            if item.kind in stop:
-                return out, item
-            if item.kind == "if":
-                assert item.expr is not None
-                then, end = run(("else", "endif"))
-                otherwise: list[TemplatePart] = []
-                if end is not None and end.kind == "else":
-                    otherwise, end = run(("endif",))
-                if end is None or end.kind != "endif":
-                    raise SpecError(item.loc, "%{if} without a matching %{endif}")
-                out.append(TemplateIf(item.expr, tuple(then), tuple(otherwise)))
-            elif item.kind == "for":
-                assert item.expr is not None
-                body, end = run(("endfor",))
-                if end is None:
-                    raise SpecError(item.loc, "%{for} without a matching %{endfor}")
-                key, value = (None, item.names[0]) if len(item.names) == 1 else item.names
-                out.append(TemplateFor(key, value, item.expr, tuple(body)))
-            else:
-                raise SpecError(item.loc, f"%{{{item.kind}}} without a matching opening directive")
-        return out, None
-
-    parts, _ = run(())
-    return tuple(parts) if parts else ("",)
-
-
-_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
-
-
-def _unescape(text: str, loc: Location) -> str:
-    """Decode HCL string escapes: \\n \\r \\t \\" \\\\ \\uNNNN \\UNNNNNNNN."""
-    if "\\" not in text:
-        return text
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c != "\\":
-            out.append(c)
-            i += 1
-            continue
-        nxt = text[i + 1 : i + 2]
-        if nxt in _ESCAPES:
-            out.append(_ESCAPES[nxt])
-            i += 2
-        elif nxt in ("u", "U"):
-            width = 4 if nxt == "u" else 8
-            digits = text[i + 2 : i + 2 + width]
-            if len(digits) != width or not all(d in "0123456789abcdefABCDEF" for d in digits):
-                raise SpecError(loc, f"invalid escape sequence \\{nxt}{digits}")
-            out.append(chr(int(digits, 16)))
-            i += 2 + width
-        else:
-            raise SpecError(loc, f"invalid escape sequence \\{nxt}")
-    return "".join(out)
-
-
-def _quote_heredoc(body: str, first_col: int) -> tuple[str, dict[int, tuple[int, ...]]]:
-    """Heredoc text as the inside of a quoted string: literal backslashes and quotes
-    escaped, ``${...}`` / ``%{...}`` sequences (and ``$${``/``%%{``) kept verbatim.
-    Also returns where escapes were inserted (line -> columns, 1-based, the text
-    starting at ``first_col`` of line 1), so positions can be mapped back."""
-    out: list[str] = []
-    inserted: dict[int, list[int]] = {}
-    line, col = 1, first_col
-
-    def emit(text: str) -> None:
-        nonlocal line, col
-        out.append(text)
-        newlines = text.count("\n")
-        if newlines:
-            line += newlines
-            col = len(text) - text.rfind("\n")
-        else:
-            col += len(text)
-
-    i, n = 0, len(body)
-    while i < n:
-        if body.startswith(("$${", "%%{"), i):
-            emit(body[i : i + 3])
-            i += 3
-        elif body.startswith(("${", "%{"), i):
-            end = _skip_sequence(body, i + 2)
-            emit(body[i:end])
-            i = end
-        else:
-            c = body[i]
-            if c in ('"', "\\"):
-                inserted.setdefault(line, []).append(col)
-                emit("\\")
-            emit(c)
-            i += 1
-    return "".join(out), {k: tuple(v) for k, v in inserted.items()}
-
-
-def _skip_sequence(text: str, i: int) -> int:
-    """Index just past the ``}`` closing a ``${`` / ``%{`` whose body starts at ``i``."""
-    depth, n = 1, len(text)
-    while i < n:
-        c = text[i]
-        if c == '"':
-            i = _skip_quoted(text, i + 1)
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return n
-
-
-def _skip_quoted(text: str, i: int) -> int:
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-        elif c == '"':
-            return i + 1
-        elif text.startswith(("${", "%{"), i):
-            i = _skip_sequence(text, i + 2)
-        else:
-            i += 1
-    return n

@@ -94,7 +94,7 @@ class ImageConfig:
 
 def as_pairs(v: object) -> Pairs:
     assert isinstance(v, tuple)
-    return tuple((str(a), str(b)) for a, b in v)  # type: ignore[misc]
+    return tuple((str(a), str(b)) for a, b in v)
 
 
 def _strings(v: object) -> tuple[str, ...]:

@@ -41,3 +41,19 @@ def platform_string() -> str:
     """``os/arch[/variant]`` of this machine, e.g. ``linux/arm/v7``."""
     os_, arch, variant = host_platform()
     return f"{os_}/{arch}" + (f"/{variant}" if variant else "")
+
+
+def platform_args() -> dict[str, str]:
+    """The ARGs BuildKit defines in the global scope (TARGET*/BUILD*); this builder
+    only builds for the machine it runs on, so both sets describe this machine."""
+    os_, arch, variant = host_platform()
+    plat = f"{os_}/{arch}" + (f"/{variant}" if variant else "")
+    out: dict[str, str] = {}
+    for prefix in ("TARGET", "BUILD"):
+        out |= {
+            f"{prefix}PLATFORM": plat,
+            f"{prefix}OS": os_,
+            f"{prefix}ARCH": arch,
+            f"{prefix}VARIANT": variant,
+        }
+    return out

@@ -1,4 +1,5 @@
-"""An OCI distribution (registry v2) client over httpx. The only module that talks HTTP.
+"""An OCI distribution (registry v2) client: blobs and manifests over a
+:class:`~pipeline.registry.transport.Session`.
 
 What it does, and its contracts:
 
@@ -42,13 +43,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from pipeline.digest import DIGEST_PREFIX, is_digest, sha256_bytes
-from pipeline.registry.blobreader import BlobReader, file_chunks
 from pipeline.registry.reference import ACCEPT, MAX_MANIFEST, RegistryAuthError, RegistryError
 from pipeline.registry.retry import RETRY_STATUS, Backoff, Body
-from pipeline.registry.transport import Manifest, Session, location_with_digest, scope
+from pipeline.registry.transport import (
+    BlobReader,
+    Manifest,
+    Response,
+    Session,
+    file_chunks,
+    location_with_digest,
+    scope,
+)
 
 
 class RegistryClient(Session):
@@ -173,7 +179,7 @@ class RegistryClient(Session):
         )
         self._check_upload_end(resp, repository, digest)
 
-    def _check_upload_end(self, resp: httpx.Response, repository: str, digest: str) -> None:
+    def _check_upload_end(self, resp: Response, repository: str, digest: str) -> None:
         if resp.status_code in RETRY_STATUS:
             raise self.error(f"upload: HTTP {resp.status_code}", repository, digest, True)
         if resp.status_code != 201:

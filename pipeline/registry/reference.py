@@ -10,16 +10,11 @@ from dataclasses import dataclass
 
 from pipeline.digest import is_digest
 from pipeline.errors import PipelineError, UsageError
+from pipeline.oci.media import INDEX_TYPES, MANIFEST_TYPES
 
 DEFAULT_REGISTRY = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 
-MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_TYPES = (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST)
-INDEX_TYPES = (MT_OCI_INDEX, MT_DOCKER_LIST)
 ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 
 MAX_MANIFEST = 4 << 20  # the distribution spec's limit for a manifest

@@ -9,8 +9,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-import httpx
-
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -34,7 +32,7 @@ class RetryPolicy:
         wait *= 0.75 + random.random() / 2
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_delay))
-        return wait
+        return float(wait)
 
 
 class Backoff:
@@ -58,8 +56,9 @@ class Backoff:
         return True
 
 
-def retry_after_seconds(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("Retry-After", "")
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The ``Retry-After`` header in seconds, when it is a number."""
+    value = headers.get("Retry-After", "")
     try:
         return float(value)
     except ValueError:

@@ -33,7 +33,7 @@ xattr_names]`` as seen in the upper directory (see ``pipeline.sandbox`` for the 
 
 from __future__ import annotations
 
-import _signal as signal  # the C module: `signal` would import enum (~6 ms)
+import _signal as signal  # type: ignore[import-not-found]  # the C module: `signal` would import enum (~6 ms)
 import ctypes
 import marshal
 import os

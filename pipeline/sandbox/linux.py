@@ -276,8 +276,8 @@ def run_interactive(
         try:
             proc.wait()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         return box.finish(())
 
 

@@ -35,14 +35,26 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from dockerfile_parse import DockerfileParser
 
 from pipeline.errors import Location, SpecError, UnsafePathError, did_you_mean
 from pipeline.fs.context import ContextError, check_sources, looks_like_archive, read_ignore, select
-from pipeline.model import BaseRef, Copy, ImageDef, Meta, Mount, Run, Step, classify_ref
+from pipeline.model import (
+    BaseRef,
+    Copy,
+    ImageDef,
+    Meta,
+    MetaField,
+    Mount,
+    NetworkMode,
+    Run,
+    Step,
+    classify_ref,
+)
 from pipeline.oci.config import DEFAULT_PATH
-from pipeline.oci.platform import host_platform
+from pipeline.oci.platform import platform_args
 from pipeline.spec.dockerwords import (
     NAME_CHARS,
     NAME_START,
@@ -79,26 +91,6 @@ _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|git@)")
 _OCTAL = re.compile(r"^[0-7]{3,4}$")
 _ESCAPE_DIRECTIVE = re.compile(r"^\s*#\s*escape\s*=\s*(\\|`)\s*$", re.I)
 _SYNTAX_DIRECTIVE = re.compile(r"^\s*#\s*syntax\s*=", re.I)
-
-
-# ---------------------------------------------------------------------------
-# platform ARGs
-
-
-def platform_args() -> dict[str, str]:
-    """The ARGs BuildKit defines in the global scope (TARGET*/BUILD*); this builder
-    only builds for the machine it runs on, so both sets describe this machine."""
-    os_, arch, variant = host_platform()
-    plat = f"{os_}/{arch}" + (f"/{variant}" if variant else "")
-    out: dict[str, str] = {}
-    for prefix in ("TARGET", "BUILD"):
-        out |= {
-            f"{prefix}PLATFORM": plat,
-            f"{prefix}OS": os_,
-            f"{prefix}ARCH": arch,
-            f"{prefix}VARIANT": variant,
-        }
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -365,7 +357,7 @@ class _Loader:
             raise self.error(ins, f"{ins.word}: {exc}") from None
         if argv is None:
             argv = ("/bin/sh", "-c", ins.value.strip())
-        field_name = "entrypoint" if ins.word == "ENTRYPOINT" else "cmd"
+        field_name: MetaField = "entrypoint" if ins.word == "ENTRYPOINT" else "cmd"
         stage.steps.append(Meta(field_name, argv, ins.loc))
 
     def run(self, stage: _Stage, ins: _Instr) -> None:
@@ -397,7 +389,7 @@ class _Loader:
             sorted((k, v) for k, v in stage.args.items() if v is not None and k not in stage.env)
         )
         assert network in ("default", "none")
-        stage.steps.append(Run(command, network, mounts, env, ins.loc))
+        stage.steps.append(Run(command, cast(NetworkMode, network), mounts, env, ins.loc))
 
     def mount(self, ins: _Instr, spec: str, scope: Mapping[str, str]) -> Mount:
         try:

@@ -141,6 +141,7 @@ class Loader(BlockLoader):
             return []
         value = self.checked(attr, "refs", self.scope, "")
         names = []
+        assert value is None or isinstance(value, tuple)
         for item in value or ():
             assert isinstance(item, BlockRef | str)
             if isinstance(item, BlockRef):

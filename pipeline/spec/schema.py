@@ -22,6 +22,7 @@ from pipeline.hcl.values import (
     to_string,
 )
 from pipeline.model import (
+    MetaField,
     Pairs,
 )
 
@@ -52,7 +53,15 @@ META_FIELDS = {
     "entrypoint": "command",
     "cmd": "command",
 }
-META_ORDER = ("workdir", "env", "user", "expose", "labels", "entrypoint", "cmd")
+META_ORDER: tuple[MetaField, ...] = (
+    "workdir",
+    "env",
+    "user",
+    "expose",
+    "labels",
+    "entrypoint",
+    "cmd",
+)
 IMAGE_ATTRS = {"from": "ref", "tags": "strings", "description": "string", **META_FIELDS}
 IMAGE_BLOCKS = ("run", "copy", "env", "workdir", "user")
 APP_ATTRS = {
@@ -239,7 +248,7 @@ def merge_into(out: dict[str, Val], new: Mapping[str, Val]) -> None:
     for key, val in new.items():
         if key in APP_MAP_ATTRS and key in out:
             merged = dict(out[key].value)  # type: ignore[call-overload]
-            merged.update(val.value)  # type: ignore[call-overload]
+            merged.update(val.value)
             out[key] = Val(merged, val.loc, val.dir, val.block)
         else:
             out[key] = val

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from pipeline.errors import Location, SpecError, did_you_mean
 from pipeline.hcl.evaluator import evaluate
@@ -173,7 +174,7 @@ class LoaderBase:
                         f'attribute "default": expected {type_phrase(type_name)}, '
                         f"found {describe(default)}",
                     )
-                default = converted
+                default = cast(Value, converted)
         for source, values in (("--set", self.overrides), ("environment", self.environ)):
             if decl.name in values:
                 raw = values[decl.name]

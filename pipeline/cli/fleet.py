@@ -1,0 +1,113 @@
+"""Fleet commands: ``validate``, ``plan``, ``build-all`` and ``build``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.cli.common import build_options, spec_options, workspace
+
+
+@click.command()
+@spec_options
+@click.pass_context
+def validate(ctx: click.Context, specs: Path, sets: Sequence[str]) -> None:
+    """Check the specs: syntax, types, references, cycles."""
+    fleet = workspace(ctx, specs, sets).load_fleet(cached=False)
+    n_apps = sum(1 for d in fleet.images.values() if d.is_app)
+    click.echo(f"{specs}: ok: {len(fleet.files)} files, {n_apps} apps, {len(fleet.images)} images")
+
+
+@click.command()
+@spec_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "dot", "mermaid"]),
+    default="text",
+    show_default=True,
+)
+@click.pass_context
+def plan(ctx: click.Context, specs: Path, sets: Sequence[str], fmt: str) -> None:
+    """Show the merged layer DAG and what is shared."""
+    from pipeline import report
+
+    graph = workspace(ctx, specs, sets).compile()
+    if fmt == "json":
+        click.echo(json.dumps(report.plan_json(graph), indent=2, sort_keys=True))
+    elif fmt == "dot":
+        click.echo(report.plan_dot(graph))
+    elif fmt == "mermaid":
+        click.echo(report.plan_mermaid(graph))
+    else:
+        click.echo(report.plan_text(graph))
+
+
+def _run_build(
+    ctx: click.Context,
+    specs: Path,
+    sets: Sequence[str],
+    names: Sequence[str] | None,
+    jobs: int | None,
+    progress: str,
+    verbose: bool,
+    json_report: Path | None,
+    ca_bundle: Path | None,
+    cache_from: str | None = None,
+    cache_to: str | None = None,
+    insecure: bool = False,
+    update: bool = False,
+) -> None:
+    from pipeline import report
+    from pipeline.build.executor import BuildOptions
+    from pipeline.errors import BuildFailed
+
+    ws = workspace(ctx, specs, sets)
+    ca_bundle = ws.ca_bundle(ca_bundle)
+
+    def pulled(ref: str, digest: str) -> None:
+        click.echo(f"pulled {ref} ({digest})", err=True)
+
+    ws.ensure_registry_bases(update, insecure, ca_bundle, on_pull=pulled)
+    targets = ws.select(names) if names else list(ws.fleet.outputs())
+    graph = ws.compile(targets)
+    options = BuildOptions(
+        jobs=jobs or os.cpu_count() or 1,
+        epoch=ws.epoch,
+        ca_bundle=ca_bundle,
+        **ws.remote_caches(cache_from, cache_to, insecure, ca_bundle),
+    )
+    reporter = report.make_reporter(progress, verbose, sys.stderr)
+    result = ws.build(graph, targets, options, reporter, " ".join(sys.argv[1:]))
+    click.echo(report.summary_text(graph, result))
+    if json_report is not None:
+        json_report.write_text(json.dumps(report.build_json(graph, result), indent=2))
+    if result.failures:
+        raise BuildFailed(result.failures)
+
+
+@click.command("build-all")
+@spec_options
+@build_options
+@click.pass_context
+def build_all(ctx: click.Context, /, specs: Path, sets: Sequence[str], **opts: Any) -> None:
+    """Build every app (and every tagged image) of the fleet."""
+    _run_build(ctx, specs, sets, None, **opts)
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@spec_options
+@build_options
+@click.pass_context
+def build(
+    ctx: click.Context, /, names: Sequence[str], specs: Path, sets: Sequence[str], **opts: Any
+) -> None:
+    """Build the named apps, images or groups."""
+    _run_build(ctx, specs, sets, names, **opts)

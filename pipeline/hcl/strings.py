@@ -1,0 +1,183 @@
+"""The string side of HCL syntax: template directives (``%{if}``, ``%{for}``) nested into
+template parts, string escapes, and the heredoc quoting that lets python-hcl2's grammar
+parse heredocs while keeping exact columns. Pure; no parser imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from pipeline.errors import Location, SpecError
+from pipeline.hcl.values import (
+    Expr,
+    TemplateFor,
+    TemplateIf,
+    TemplatePart,
+)
+
+
+@dataclass(frozen=True)
+class Directive:
+    kind: str  # if, else, endif, for, endfor
+    loc: Location
+    strip_left: bool
+    strip_right: bool
+    expr: Expr | None
+    names: list[str]
+
+
+Flat: TypeAlias = "str | Expr | Directive"
+
+
+def nest(flat: list[Flat], loc: Location) -> tuple[TemplatePart, ...]:
+    """Apply ``~`` strip markers, then nest the flat if/else/endif and for/endfor
+    directives into TemplateIf/TemplateFor parts."""
+    items = list(flat)
+    for i, item in enumerate(items):
+        if not isinstance(item, Directive):
+            continue
+        if item.strip_left and i > 0 and isinstance(items[i - 1], str):
+            items[i - 1] = str(items[i - 1]).rstrip()
+        if item.strip_right and i + 1 < len(items) and isinstance(items[i + 1], str):
+            items[i + 1] = str(items[i + 1]).lstrip()
+    pos = 0
+
+    def run(stop: tuple[str, ...]) -> tuple[list[TemplatePart], Directive | None]:
+        nonlocal pos
+        out: list[TemplatePart] = []
+        while pos < len(items):
+            item = items[pos]
+            pos += 1
+            if not isinstance(item, Directive):
+                if isinstance(item, str) and out and isinstance(out[-1], str):
+                    out[-1] = out[-1] + item
+                elif item != "":
+                    out.append(item)
+                continue
+            if item.kind in stop:
+                return out, item
+            if item.kind == "if":
+                assert item.expr is not None
+                then, end = run(("else", "endif"))
+                otherwise: list[TemplatePart] = []
+                if end is not None and end.kind == "else":
+                    otherwise, end = run(("endif",))
+                if end is None or end.kind != "endif":
+                    raise SpecError(item.loc, "%{if} without a matching %{endif}")
+                out.append(TemplateIf(item.expr, tuple(then), tuple(otherwise)))
+            elif item.kind == "for":
+                assert item.expr is not None
+                body, end = run(("endfor",))
+                if end is None:
+                    raise SpecError(item.loc, "%{for} without a matching %{endfor}")
+                key, value = (None, item.names[0]) if len(item.names) == 1 else item.names
+                out.append(TemplateFor(key, value, item.expr, tuple(body)))
+            else:
+                raise SpecError(item.loc, f"%{{{item.kind}}} without a matching opening directive")
+        return out, None
+
+    parts, _ = run(())
+    return tuple(parts) if parts else ("",)
+
+
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
+
+
+def unescape(text: str, loc: Location) -> str:
+    """Decode HCL string escapes: \\n \\r \\t \\" \\\\ \\uNNNN \\UNNNNNNNN."""
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        nxt = text[i + 1 : i + 2]
+        if nxt in _ESCAPES:
+            out.append(_ESCAPES[nxt])
+            i += 2
+        elif nxt in ("u", "U"):
+            width = 4 if nxt == "u" else 8
+            digits = text[i + 2 : i + 2 + width]
+            if len(digits) != width or not all(d in "0123456789abcdefABCDEF" for d in digits):
+                raise SpecError(loc, f"invalid escape sequence \\{nxt}{digits}")
+            out.append(chr(int(digits, 16)))
+            i += 2 + width
+        else:
+            raise SpecError(loc, f"invalid escape sequence \\{nxt}")
+    return "".join(out)
+
+
+def quote_heredoc(body: str, first_col: int) -> tuple[str, dict[int, tuple[int, ...]]]:
+    """Heredoc text as the inside of a quoted string: literal backslashes and quotes
+    escaped, ``${...}`` / ``%{...}`` sequences (and ``$${``/``%%{``) kept verbatim.
+    Also returns where escapes were inserted (line -> columns, 1-based, the text
+    starting at ``first_col`` of line 1), so positions can be mapped back."""
+    out: list[str] = []
+    inserted: dict[int, list[int]] = {}
+    line, col = 1, first_col
+
+    def emit(text: str) -> None:
+        nonlocal line, col
+        out.append(text)
+        newlines = text.count("\n")
+        if newlines:
+            line += newlines
+            col = len(text) - text.rfind("\n")
+        else:
+            col += len(text)
+
+    i, n = 0, len(body)
+    while i < n:
+        if body.startswith(("$${", "%%{"), i):
+            emit(body[i : i + 3])
+            i += 3
+        elif body.startswith(("${", "%{"), i):
+            end = _skip_sequence(body, i + 2)
+            emit(body[i:end])
+            i = end
+        else:
+            c = body[i]
+            if c in ('"', "\\"):
+                inserted.setdefault(line, []).append(col)
+                emit("\\")
+            emit(c)
+            i += 1
+    return "".join(out), {k: tuple(v) for k, v in inserted.items()}
+
+
+def _skip_sequence(text: str, i: int) -> int:
+    """Index just past the ``}`` closing a ``${`` / ``%{`` whose body starts at ``i``."""
+    depth, n = 1, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            i = _skip_quoted(text, i + 1)
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return n
+
+
+def _skip_quoted(text: str, i: int) -> int:
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+        elif c == '"':
+            return i + 1
+        elif text.startswith(("${", "%{"), i):
+            i = _skip_sequence(text, i + 2)
+        else:
+            i += 1
+    return n
