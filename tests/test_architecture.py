@@ -83,3 +83,28 @@ def test_sandbox_package_imports_nothing() -> None:
     way must stay free of imports so each step starts fast."""
     for init in (PACKAGE / "__init__.py", PACKAGE / "sandbox" / "__init__.py"):
         assert _imported(init) == set(), init
+
+
+def _tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / name), *args],
+        cwd=PACKAGE.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_types_check() -> None:
+    """mypy with the configuration in pyproject.toml (strict on the pure core)."""
+    proc = _tool("mypy")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_lint_and_format_are_clean() -> None:
+    for args in (
+        ("check", "pipeline", "tests", "benchmarks"),
+        ("format", "--check", "pipeline", "tests", "benchmarks"),
+    ):
+        proc = _tool("ruff", *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -23,15 +23,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import SandboxError
-from pipeline.sandbox.linux import (
-    DEFAULT_PATH,
-    BindMount,
-    RunResult,
-    RunSpec,
-    check_host,
-    kill_all,
-    run_step,
-)
+from pipeline.oci.config import DEFAULT_PATH
+from pipeline.sandbox.api import BindMount, RunResult, RunSpec
+from pipeline.sandbox.linux import check_host, kill_all, run_step
 
 REPO = Path(__file__).resolve().parent.parent
 BUSYBOX = Path("/bin/busybox")
@@ -609,7 +603,8 @@ def test_kill_all_stops_running_steps(run: Runner) -> None:
 CALLER = """
 import sys
 from pathlib import Path
-from pipeline.sandbox.linux import RunSpec, run_step
+from pipeline.sandbox.api import RunSpec
+from pipeline.sandbox.linux import run_step
 
 lower, upper, work = map(Path, sys.argv[1:4])
 def show(line):
@@ -667,7 +662,8 @@ def test_parallel_steps(run: Runner) -> None:
 SERVER = """
 import sys
 from pathlib import Path
-from pipeline.sandbox.linux import RunSpec, run_interactive
+from pipeline.sandbox.api import RunSpec
+from pipeline.sandbox.linux import run_interactive
 
 lower, www, upper, work, port = sys.argv[1:6]
 spec = RunSpec(argv=("httpd", "-f", "-p", "127.0.0.1:" + port, "-h", "/www"), env=())

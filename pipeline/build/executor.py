@@ -12,6 +12,7 @@ Progress goes only through the ``Reporter`` given in; nothing here prints.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -25,6 +26,7 @@ from pipeline.model import Copy, Run
 from pipeline.oci.config import HistoryEntry
 from pipeline.oci.manifest import Descriptor, image_config_blob, manifest_blob
 from pipeline.oci.media import MT_LAYER
+from pipeline.sandbox.api import BindMount, RunSpec, StepRunner
 from pipeline.store import Store
 
 Outcome = Literal["built", "cached", "pulled", "failed", "skipped"]
@@ -122,58 +124,39 @@ def build(
     targets: Sequence[str],
     options: BuildOptions,
     reporter: Reporter | None = None,
+    runner: StepRunner | None = None,
 ) -> BuildResult:
     """Build every node ``targets`` need, then write their images. Never raises for a
     failing step (see ``BuildResult.failures``); raises StoreError/SandboxError for a
-    broken store or host."""
+    broken store or host.
+
+    ``runner`` runs RUN steps (default: the Linux sandbox). An exception in the
+    scheduling thread, such as KeyboardInterrupt from Ctrl-C, stops the build: the
+    runner kills every running step, the pool drains (a killed step is never
+    committed, its staging dir is removed), and the exception propagates; nodes that
+    finished before are in the store, so a rerun starts from them."""
     rep = reporter or NullReporter()
+    if runner is None:
+        from pipeline.sandbox.linux import LinuxRunner
+
+        runner = LinuxRunner()
     started = time.monotonic()
     need = graph.closure(targets)
     order = [k for k in graph.order() if k in need]
     if any(graph.node(k).kind == "run" and store.lookup(k) is None for k in order):
-        from pipeline.sandbox.linux import check_host
-
-        check_host()  # one clear line when this host cannot run steps at all
+        runner.check_host()  # one clear line when this host cannot run steps at all
     rep.begin(graph, order)
     results: dict[str, NodeResult] = {}
     with store.gc_lock(), ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
         running: dict[Future[NodeResult], str] = {}
-        pending = list(order)
-        while pending or running:
-            progressed = True
-            while progressed:
-                progressed = False
-                for key in list(pending):
-                    preds = graph.predecessors(key)
-                    if any(p not in results for p in preds):
-                        continue
-                    pending.remove(key)
-                    progressed = True
-                    node = graph.node(key)
-                    apps = graph.apps_of(key)
-                    bad = [p for p in preds if results[p].outcome in ("failed", "skipped")]
-                    if bad:
-                        results[key] = NodeResult(key, "skipped")
-                        rep.node_finished(node, apps, results[key])
-                        continue
-                    parent_layers = results[node.parent].layers if node.parent else ()
-                    hit = _cached(store, node, parent_layers)
-                    if hit is not None:
-                        results[key] = hit
-                        rep.node_finished(node, apps, hit)
-                        continue
-                    rep.node_started(node, apps)
-                    fut = pool.submit(
-                        _build_node, store, node, apps, parent_layers, results, options, rep
-                    )
-                    running[fut] = key
-            if not running:
-                break
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in done:
-                key = running.pop(fut)
-                results[key] = fut.result()
-                rep.node_finished(graph.node(key), graph.apps_of(key), results[key])
+        try:
+            _schedule(graph, store, order, options, rep, runner, pool, running, results)
+        except BaseException:
+            _drain(runner, running)
+            with contextlib.suppress(Exception):  # let a live view restore the terminal
+                partial = tuple(r.failure for r in results.values() if r.failure is not None)
+                rep.end(BuildResult(results, {}, partial, time.monotonic() - started, ()))
+            raise
         images = {}
         for target in targets:
             plan = graph.images[target]
@@ -190,6 +173,73 @@ def build(
     result = BuildResult(results, images, failures, time.monotonic() - started, tuple(targets))
     rep.end(result)
     return result
+
+
+def _drain(runner: StepRunner, running: Mapping[Future[NodeResult], str]) -> None:
+    """Stop: kill the running steps and wait for their threads, killing again while
+    any is left (a step that was just starting when the first kill went out). A second
+    Ctrl-C while draining does not interrupt the drain."""
+    runner.stop()
+    futures = list(running)
+    while True:
+        try:
+            _, not_done = wait(futures, timeout=0.2)
+            if not not_done:
+                return
+            runner.stop()
+        except KeyboardInterrupt:
+            continue
+
+
+def _schedule(
+    graph: BuildGraph,
+    store: Store,
+    order: Sequence[str],
+    options: BuildOptions,
+    rep: Reporter,
+    runner: StepRunner,
+    pool: ThreadPoolExecutor,
+    running: dict[Future[NodeResult], str],
+    results: dict[str, NodeResult],
+) -> None:
+    """The ready-queue: start every node whose inputs are done, settle cache hits here,
+    and record each result as it arrives, until every node of ``order`` has one."""
+    pending = list(order)
+    while pending or running:
+        progressed = True
+        while progressed:
+            progressed = False
+            for key in list(pending):
+                preds = graph.predecessors(key)
+                if any(p not in results for p in preds):
+                    continue
+                pending.remove(key)
+                progressed = True
+                node = graph.node(key)
+                apps = graph.apps_of(key)
+                bad = [p for p in preds if results[p].outcome in ("failed", "skipped")]
+                if bad:
+                    results[key] = NodeResult(key, "skipped")
+                    rep.node_finished(node, apps, results[key])
+                    continue
+                parent_layers = results[node.parent].layers if node.parent else ()
+                hit = _cached(store, node, parent_layers)
+                if hit is not None:
+                    results[key] = hit
+                    rep.node_finished(node, apps, hit)
+                    continue
+                rep.node_started(node, apps)
+                fut = pool.submit(
+                    _build_node, store, node, apps, parent_layers, results, options, rep, runner
+                )
+                running[fut] = key
+        if not running:
+            break
+        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for fut in done:
+            key = running.pop(fut)
+            results[key] = fut.result()
+            rep.node_finished(graph.node(key), graph.apps_of(key), results[key])
 
 
 def _cached(store: Store, node: LayerNode, parent_layers: tuple[str, ...]) -> NodeResult | None:
@@ -209,6 +259,7 @@ def _build_node(
     results: Mapping[str, NodeResult],
     options: BuildOptions,
     rep: Reporter,
+    runner: StepRunner,
 ) -> NodeResult:
     started = time.monotonic()
     try:
@@ -233,7 +284,7 @@ def _build_node(
             with store.staging() as staging:
                 layer = staging.path / "layer"
                 if isinstance(node.step, Run):
-                    _run_step(store, node, parent_layers, staging.path, layer, options, rep)
+                    _run_step(store, node, parent_layers, staging.path, layer, options, rep, runner)
                 elif isinstance(node.step, Copy):
                     source_layers = results[node.copy_from].layers if node.copy_from else ()
                     _copy_step(store, node, parent_layers, source_layers, layer)
@@ -292,24 +343,23 @@ def _run_step(
     layer: Path,
     options: BuildOptions,
     rep: Reporter,
+    runner: StepRunner,
 ) -> None:
-    from pipeline.sandbox import linux as sandbox
-
     step = node.step
     assert isinstance(step, Run)
     binds = []
     env = node.env
     if options.ca_bundle is not None:
-        binds.append(sandbox.BindMount(options.ca_bundle, CA_TARGET, readonly=True))
+        binds.append(BindMount(options.ca_bundle, CA_TARGET, readonly=True))
         env = _with_ca_env(env)
     for mount in step.mounts:
         if mount.type == "cache":
             source = store.cache_mount_dir(mount.id or mount.target)
-            binds.append(sandbox.BindMount(source, mount.target, readonly=False))
+            binds.append(BindMount(source, mount.target, readonly=False))
         else:
-            binds.append(sandbox.BindMount(Path(mount.source), mount.target, readonly=True))
+            binds.append(BindMount(Path(mount.source), mount.target, readonly=True))
     argv = ("/bin/sh", "-c", step.command) if isinstance(step.command, str) else step.command
-    spec = sandbox.RunSpec(
+    spec = RunSpec(
         argv=tuple(argv),
         env=env,
         workdir=node.workdir,
@@ -325,7 +375,7 @@ def _run_step(
         empty = scratch / "empty"
         empty.mkdir()
         lowers = [empty]
-    result = sandbox.run_step(
+    result = runner.run_step(
         lowers, layer, work, spec, on_output=lambda line: rep.node_output(node, line)
     )
     if result.exit_code != 0:

@@ -32,6 +32,7 @@ def run_(
     kept. Ctrl-C / SIGTERM stop it; everything is unmounted. Exits with its status."""
     from pipeline.oci.config import ImageConfig
     from pipeline.sandbox import linux as sandbox
+    from pipeline.sandbox.api import RunSpec
     from pipeline.sandbox.portforward import Forwarder, PortMap
 
     ws = workspace(ctx)
@@ -44,7 +45,7 @@ def run_(
     if not argv:
         raise UsageError(f"{name}: the image has no entrypoint or cmd; give a command after --")
     maps = [PortMap.parse(p) for p in publish]
-    spec = sandbox.RunSpec(
+    spec = RunSpec(
         argv=tuple(argv),
         env=tuple(env.items()),
         workdir=config.workdir or "/",

@@ -3,6 +3,9 @@ line on stderr and its exit status; nothing else is printed for an error."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -50,12 +53,33 @@ for command in (
     main.add_command(command)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt (exit 143)."""
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    """First SIGINT/SIGTERM: say so at once and stop the command by raising in the main
+    thread (a build then kills its running steps and cleans up). Later ones while it
+    stops are ignored, so a second Ctrl-C cannot interrupt the cleanup."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.write(2, b"stopping...\n")
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
 def run() -> None:
-    """Entry point with one-line errors instead of tracebacks."""
+    """Entry point with one-line errors instead of tracebacks; exit 130 on SIGINT and 143
+    on SIGTERM."""
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     try:
         main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
+        if isinstance(exc.__cause__, Terminated):
+            click.echo("stopped (SIGTERM)", err=True)
+            sys.exit(143)
+        click.echo("stopped (interrupted)", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
@@ -63,8 +87,11 @@ def run() -> None:
     except PipelineError as exc:
         click.echo(str(exc), err=True)
         sys.exit(exc.exit_code)
+    except Terminated:
+        click.echo("stopped (SIGTERM)", err=True)
+        sys.exit(143)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        click.echo("stopped (interrupted)", err=True)
         sys.exit(130)
 
 

@@ -382,8 +382,11 @@ class Registries:
         ca_bundle: Path | None = None,
         environ: Mapping[str, str] | None = None,
         chunk_size: int | None = None,
+        transport: Any = None,
     ) -> None:
+        """``transport`` (an httpx transport) is handed to every client, for tests."""
         self.insecure = insecure
+        self.transport = transport
         self.ca_bundle = ca_bundle
         self.environ = os.environ if environ is None else environ
         self.chunk_size = chunk_size or _env_chunk_size(self.environ)
@@ -400,6 +403,7 @@ class Registries:
                     ca_bundle=self.ca_bundle,
                     environ=self.environ,
                     chunk_size=self.chunk_size,
+                    transport=self.transport,
                 )
                 self._clients[registry] = found
             return found

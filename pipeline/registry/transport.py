@@ -85,14 +85,17 @@ class Session:
         retry: RetryPolicy | None = None,
         timeout: float = 60.0,
         chunk_size: int = 16 << 20,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``transport`` replaces the network (an ``httpx.MockTransport`` in unit tests);
+        with one, requests go to ``https://`` + the registry host and TLS is not probed."""
         env = os.environ if environ is None else environ
         self.registry = registry
         self.api_host = DOCKER_HUB_API if registry == DEFAULT_REGISTRY else registry
         self.insecure = insecure
         # loopback: TLS when the registry speaks it, else plain HTTP (decided on the
         # first request); --insecure: plain HTTP; everything else: verified TLS
-        self._probe_tls = is_loopback(self.api_host) and not insecure
+        self._probe_tls = is_loopback(self.api_host) and not insecure and transport is None
         self.base_url = f"{'http' if insecure else 'https'}://{self.api_host}"
         self.credentials = (
             credentials if credentials is not None else find_credentials(registry, env)
@@ -109,8 +112,9 @@ class Session:
             verify=verify,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             headers={"User-Agent": USER_AGENT},
-            trust_env=not is_loopback(self.api_host),
+            trust_env=not is_loopback(self.api_host) and transport is None,
             follow_redirects=False,
+            transport=transport,
         )
         self._lock = threading.Lock()
         self._basic = False

@@ -66,12 +66,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import SandboxError
 from pipeline.oci.config import DEFAULT_PATH
+from pipeline.sandbox.api import RunResult, RunSpec
 
 OVERLAY_MAX_LOWER = 500  # OVL_MAX_STACK in the kernel
 OVERLAY_OPTIONS = ("redirect_dir=off", "metacopy=off", "index=off", "xino=off")
@@ -93,43 +93,6 @@ _BOOKKEEPING_XATTRS = frozenset(
     }
 )
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-
-
-@dataclass(frozen=True)
-class BindMount:
-    """A host path bind-mounted at ``target`` (absolute, inside the rootfs) during a step.
-
-    Cache dirs are ``readonly=False``: what the step writes there stays in ``source``.
-    Secret files and CA bundles are read-only. Neither ever appears in the layer.
-    """
-
-    source: Path
-    target: str
-    readonly: bool = True
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """What to run and how. ``argv`` is final: shell form is ``("/bin/sh", "-c", cmd)``."""
-
-    argv: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-    workdir: str = "/"
-    user: str = ""
-    network: str = "default"
-    binds: tuple[BindMount, ...] = ()
-    hostname: str = "pipeline"
-    resolv: bool = True
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """How a step ended: its exit code (128+N when killed by signal N), the last lines of
-    its merged stdout/stderr, and its wall time including sandbox setup."""
-
-    exit_code: int
-    output_tail: tuple[str, ...]
-    seconds: float
 
 
 _host_ok = False
@@ -537,3 +500,31 @@ def _clear_work(work: Path) -> None:
             path.unlink()
         elif path.exists():
             shutil.rmtree(path, ignore_errors=True)
+
+
+class LinuxRunner:
+    """The :class:`~pipeline.sandbox.api.StepRunner` of this module: real namespaces,
+    overlayfs and the boundary described above. After :meth:`stop`, every running step
+    is killed and no new one starts (``run_step`` raises SandboxError at once)."""
+
+    def __init__(self) -> None:
+        self._stopped = threading.Event()
+
+    def check_host(self) -> None:
+        check_host()
+
+    def run_step(
+        self,
+        lowerdirs: Sequence[Path],
+        upper: Path,
+        work: Path,
+        spec: RunSpec,
+        on_output: Callable[[str], None] | None = None,
+    ) -> RunResult:
+        if self._stopped.is_set():
+            raise SandboxError("sandbox: the build is stopping; step not started")
+        return run_step(lowerdirs, upper, work, spec, on_output)
+
+    def stop(self) -> int:
+        self._stopped.set()
+        return kill_all()

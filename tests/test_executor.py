@@ -1,0 +1,189 @@
+"""The scheduler on a fake StepRunner: ordering, the -j limit, failure isolation,
+cancellation and exactly-once per key. No sandbox, no root: RUN steps are "run" by a
+runner that writes a file into the layer and records what happened."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pipeline.build.executor import BuildOptions, NullReporter, build
+from pipeline.graph import BuildGraph, LayerNode, compile_fleet
+from pipeline.model import BaseRef, Copy, Fleet, ImageDef, Run
+from pipeline.sandbox.api import RunResult, RunSpec
+from pipeline.store import Store
+
+
+@dataclass
+class FakeRunner:
+    """Runs ``work NAME SECONDS [fail|hang]``: sleeps, writes ``/NAME`` into the layer,
+    exits 1 for ``fail``; ``hang`` waits until :meth:`stop`."""
+
+    calls: list[str] = field(default_factory=list)
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
+    active: int = 0
+    peak: int = 0
+    stops: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def check_host(self) -> None:
+        pass
+
+    def run_step(
+        self,
+        lowerdirs: Sequence[Path],
+        upper: Path,
+        work: Path,
+        spec: RunSpec,
+        on_output: Callable[[str], None] | None = None,
+    ) -> RunResult:
+        _, name, seconds, *mode = spec.argv[-1].split()
+        with self.lock:
+            self.calls.append(name)
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        started = time.monotonic()
+        try:
+            if mode == ["hang"]:
+                self.stopped.wait(30)
+                return RunResult(137, ("killed",), 0.0)
+            time.sleep(float(seconds))
+            (upper / name).write_text(name)
+            return RunResult(1 if mode == ["fail"] else 0, (f"{name} done",), 0.0)
+        finally:
+            with self.lock:
+                self.active -= 1
+                self.spans[name] = (started, time.monotonic())
+
+    def stop(self) -> int:
+        self.stops += 1
+        self.stopped.set()
+        return 1
+
+
+def image(name: str, *commands: str, base: str | None = None) -> ImageDef:
+    ref = BaseRef("block", base) if base else BaseRef("scratch", "scratch")
+    return ImageDef(f"app.{name}", ref, tuple(Run(c) for c in commands), is_app=True)
+
+
+def compile_(*images: ImageDef) -> BuildGraph:
+    fleet = Fleet(images={i.id: i for i in images})
+
+    def no_copy(copy: Copy) -> str:
+        raise AssertionError("no COPY here")
+
+    return compile_fleet(fleet, {}, no_copy)
+
+
+def node_named(graph: BuildGraph, name: str) -> LayerNode:
+    return next(n for n in graph.nodes.values() if n.label.split()[2:3] == [name])
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
+
+
+def test_a_child_starts_only_after_its_parent(store: Store) -> None:
+    runner = FakeRunner()
+    graph = compile_(image("a", "work a1 0.05", "work a2 0.01", "work a3 0"))
+    result = build(graph, store, ["app.a"], BuildOptions(jobs=4), None, runner)
+    assert runner.calls == ["a1", "a2", "a3"]
+    assert runner.spans["a1"][1] <= runner.spans["a2"][0]
+    assert runner.spans["a2"][1] <= runner.spans["a3"][0]
+    assert result.count("built") == 3 and "app.a" in result.images
+
+
+def test_no_more_steps_at_once_than_jobs(store: Store) -> None:
+    runner = FakeRunner()
+    apps = [image(f"x{i}", f"work x{i} 0.1") for i in range(6)]
+    graph = compile_(*apps)
+    build(graph, store, [a.id for a in apps], BuildOptions(jobs=2), None, runner)
+    assert sorted(runner.calls) == [f"x{i}" for i in range(6)]
+    assert runner.peak == 2
+
+
+def test_a_failure_stops_its_descendants_only(store: Store) -> None:
+    runner = FakeRunner()
+    bad = image("bad", "work b1 0", "work b2 0 fail", "work b3 0")
+    good = image("good", "work g1 0.05", "work g2 0")
+    graph = compile_(bad, good)
+    result = build(graph, store, ["app.bad", "app.good"], BuildOptions(jobs=2), None, runner)
+    assert "b3" not in runner.calls
+    assert {"g1", "g2"} <= set(runner.calls)
+    assert set(result.images) == {"app.good"}
+    assert len(result.failures) == 1 and "b2" in result.failures[0].step
+    assert result.nodes[node_named(graph, "b3").key].outcome == "skipped"
+    assert store.lookup(node_named(graph, "b2").key) is None  # a failed step is not kept
+
+
+def test_shared_nodes_run_once_and_a_rerun_runs_nothing(store: Store) -> None:
+    runner = FakeRunner()
+    one = image("one", "work base 0.05", "work one 0")
+    two = image("two", "work base 0.05", "work two 0")
+    graph = compile_(one, two)
+    build(graph, store, ["app.one", "app.two"], BuildOptions(jobs=2), None, runner)
+    assert sorted(runner.calls) == ["base", "one", "two"]
+    again = FakeRunner()
+    result = build(graph, store, ["app.one", "app.two"], BuildOptions(jobs=2), None, again)
+    assert again.calls == [] and result.count("cached") == 3
+
+
+def test_two_builds_on_one_store_build_each_key_once(store: Store) -> None:
+    runner = FakeRunner()
+    graphs = [
+        compile_(image("p", "work shared 0.2", "work p 0")),
+        compile_(image("q", "work shared 0.2", "work q 0")),
+    ]
+    results = []
+
+    def go(graph: BuildGraph, target: str) -> None:
+        results.append(build(graph, store, [target], BuildOptions(jobs=2), None, runner))
+
+    threads = [
+        threading.Thread(target=go, args=(graphs[0], "app.p")),
+        threading.Thread(target=go, args=(graphs[1], "app.q")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(runner.calls) == ["p", "q", "shared"]
+    outcomes = sorted(
+        r.nodes[node_named(g, "shared").key].outcome
+        for r, g in zip(sorted(results, key=lambda r: r.targets), graphs, strict=True)
+    )
+    assert outcomes == ["built", "cached"]
+
+
+def test_an_interrupt_kills_running_steps_and_keeps_what_finished(store: Store) -> None:
+    runner = FakeRunner()
+    graph = compile_(image("a", "work done 0", "work hang 0 hang", "work never 0"))
+
+    class InterruptOnHang(NullReporter):
+        def node_started(self, node: LayerNode, apps: frozenset[str]) -> None:
+            if "hang" in node.label:
+                threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        build(graph, store, ["app.a"], BuildOptions(jobs=2), InterruptOnHang(), runner)
+    assert time.monotonic() - started < 5
+    assert runner.stops >= 1 and runner.active == 0
+    assert "never" not in runner.calls
+    assert store.lookup(node_named(graph, "done").key) is not None
+    assert store.lookup(node_named(graph, "hang").key) is None
+    assert not any((store.root / "tmp").iterdir())  # staging removed
+    rerun = FakeRunner()
+    rerun.stopped.set()  # "hang" now fails at once: the rerun starts at the killed step
+    result = build(graph, store, ["app.a"], BuildOptions(jobs=2), None, rerun)
+    assert rerun.calls == ["hang"]
+    assert result.nodes[node_named(graph, "done").key].outcome == "cached"
