@@ -61,6 +61,7 @@ class LayerNode:
     resolved: bool = True
     base_digest: str = ""
     copy_from: str | None = None  # key of the image top node a COPY --from reads
+    content: str = ""  # a build-context COPY: the content digest its key was made from
 
 
 @dataclass(frozen=True)
@@ -384,4 +385,5 @@ class _Compiler:
             workdir,
             config.user,
             copy_from=copy_from,
+            content="" if copy_from is not None else content,
         )

@@ -187,3 +187,36 @@ def test_an_interrupt_kills_running_steps_and_keeps_what_finished(store: Store) 
     result = build(graph, store, ["app.a"], BuildOptions(jobs=2), None, rerun)
     assert rerun.calls == ["hang"]
     assert result.nodes[node_named(graph, "done").key].outcome == "cached"
+
+
+@pytest.mark.root
+def test_a_file_edited_after_planning_is_never_stored_under_the_old_key(
+    store: Store, tmp_path: Path
+) -> None:
+    from pipeline.fs.contexthash import ContextHasher
+
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "app.py").write_text("print('v1')\n")
+    app = ImageDef(
+        "app.a",
+        BaseRef("scratch", "scratch"),
+        (Copy(("app.py",), "/srv/app.py", context=str(context)),),
+        is_app=True,
+    )
+    fleet = Fleet(images={app.id: app})
+
+    def digest(copy: Copy) -> str:
+        return ContextHasher(None).digest(Path(copy.context), copy.sources, copy.ignore)
+
+    planned = compile_fleet(fleet, {}, digest)
+    (context / "app.py").write_text("print('v2 edited meanwhile')\n")
+    result = build(planned, store, ["app.a"], BuildOptions(jobs=1), None, FakeRunner())
+    assert [f.reason for f in result.failures] == [
+        "COPY app.py: changed during the build; run again"
+    ]
+    (key,) = [k for k, n in planned.nodes.items() if n.kind == "copy"]
+    assert store.lookup(key) is None
+    replanned = compile_fleet(fleet, {}, digest)
+    again = build(replanned, store, ["app.a"], BuildOptions(jobs=1), None, FakeRunner())
+    assert again.failures == () and "app.a" in again.images

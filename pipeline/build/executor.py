@@ -411,18 +411,24 @@ def _copy_step(
     source_layers: tuple[str, ...],
     layer: Path,
 ) -> None:
+    """Make the COPY layer, and refuse it when the bytes copied are not the ones its key
+    was computed from (a file edited between planning and copying): the layer would
+    otherwise be stored under a stale key."""
     from pipeline.fs import copier
 
     step = node.step
     assert isinstance(step, Copy)
     layer.mkdir()
-    copier.run_copy(
+    copied = copier.run_copy(
         step,
         layer,
         _lowerdirs(store, parent_layers),
         _lowerdirs(store, source_layers) if step.from_image else None,
         node.workdir,
     )
+    if copied is not None and node.content and copied != node.content:
+        sources = " ".join(step.sources)
+        raise _StepFailed(None, (), f"COPY {sources}: changed during the build; run again")
 
 
 def _write_image(store: Store, plan: ImagePlan, results: Mapping[str, NodeResult]) -> ImageResult:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -118,29 +117,34 @@ def import_image(
 Format = Literal["oci", "oci-archive", "docker-archive"]
 
 
-def export_image(store: Store, name: str, out: Path, fmt: Format, epoch: int = 0) -> str:
+def export_image(
+    store: Store, name: str, out: Path, fmt: Format, epoch: int = 0, force: bool = False
+) -> str:
     """Write a stored image as an OCI layout dir, an OCI archive or a docker-archive.
     Every layer's tar is regenerated from its dir and checked against its recorded
     diff_id (StoreError on mismatch: the store is corrupted). Written under a temp name
-    and renamed into place. Returns the manifest digest."""
-    image = load_image(store, name)
-    tmp = out.with_name(f".{out.name}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    if fmt == "oci":
-        _write_layout(store, image, tmp, epoch)
-    elif fmt == "oci-archive":
-        with store.staging() as staging:
-            layout = staging.path / "layout"
-            _write_layout(store, image, layout, epoch)
-            _tar_dir(layout, tmp)
-    elif fmt == "docker-archive":
-        _write_docker_archive(store, image, tmp, epoch)
-    else:
+    and moved into place by :func:`pipeline.build.outputs.place`, which never replaces
+    what the user has at ``out`` (``force``: a file, or a layout pipeline wrote).
+    Returns the manifest digest."""
+    from pipeline.build.outputs import check, place
+
+    if fmt not in ("oci", "oci-archive", "docker-archive"):
         raise UsageError(f"unknown export format {fmt!r}")
-    if out.exists() and out.is_dir():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    check(out, directory=fmt == "oci", force=force)  # before the work, not after
+    image = load_image(store, name)
+
+    def write(tmp: Path) -> None:
+        if fmt == "oci":
+            _write_layout(store, image, tmp, epoch)
+        elif fmt == "oci-archive":
+            with store.staging() as staging:
+                layout = staging.path / "layout"
+                _write_layout(store, image, layout, epoch)
+                _tar_dir(layout, tmp)
+        else:
+            _write_docker_archive(store, image, tmp, epoch)
+
+    place(out, write, directory=fmt == "oci", force=force)
     return image.manifest_digest
 
 

@@ -66,8 +66,11 @@ def _run_build(
 ) -> None:
     from pipeline import report
     from pipeline.build.executor import BuildOptions
+    from pipeline.build.outputs import check, place
     from pipeline.errors import BuildFailed
 
+    if json_report is not None:  # refuse before building, not after
+        check(json_report, directory=False, replaceable=_report)
     ws = workspace(ctx, specs, sets)
     ca_bundle = ws.ca_bundle(ca_bundle)
 
@@ -87,9 +90,19 @@ def _run_build(
     result = ws.build(graph, targets, options, reporter, " ".join(sys.argv[1:]))
     click.echo(report.summary_text(graph, result))
     if json_report is not None:
-        json_report.write_text(json.dumps(report.build_json(graph, result), indent=2))
+        data = json.dumps(report.build_json(graph, result), indent=2) + "\n"
+        place(json_report, lambda tmp: tmp.write_text(data), directory=False, replaceable=_report)
     if result.failures:
         raise BuildFailed(result.failures)
+
+
+def _report(path: Path) -> bool:
+    """An earlier ``--json-report`` of ours (a JSON object with our top-level keys)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(value, dict) and {"totals", "images", "nodes"} <= value.keys()
 
 
 @click.command("build-all")

@@ -80,14 +80,21 @@ def inspect(ctx: click.Context, name: str) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["oci", "oci-archive", "docker-archive"]), default="oci"
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace OUTPUT if it is a file or a layout pipeline wrote (never another directory).",
+)
 @click.pass_context
-def export(ctx: click.Context, name: str, output: Path, fmt: str) -> None:
-    """Write an image as an OCI layout, an OCI archive or a docker-archive."""
+def export(ctx: click.Context, name: str, output: Path, fmt: str, force: bool) -> None:
+    """Write an image as an OCI layout, an OCI archive or a docker-archive. OUTPUT must
+    not exist (or be an empty directory, for a layout); nothing there is ever replaced
+    without --force."""
     from pipeline.build.images import export_image
 
     ws = workspace(ctx)
     image = ws.image(name)
-    digest = export_image(ws.store, image.name, output, fmt, ws.epoch)  # type: ignore[arg-type]
+    digest = export_image(ws.store, image.name, output, fmt, ws.epoch, force)  # type: ignore[arg-type]
     click.echo(f"{output}: {fmt} {digest}")
 
 

@@ -14,7 +14,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline.fs.context import (
@@ -32,6 +32,26 @@ from pipeline.fs.context import (
 
 # ---------------------------------------------------------------------------
 # content digests with a stat cache
+
+
+def digest_entries(entries: Sequence[Entry], file_digest: Callable[[Entry], str]) -> str:
+    """The content digest of a COPY selection (``select``'s entries), with each file's
+    ``sha256:<hex>`` from ``file_digest``: the one format :meth:`ContextHasher.digest`
+    keys COPY steps by and the copier checks what it copied against. Pure."""
+    h = hashlib.sha256()
+    _field(h, DIGEST_FORMAT)
+    for e in layout(entries):
+        if e.kind == "file":
+            payload = file_digest(e).encode()
+        elif e.kind == "symlink":
+            payload = fs_bytes(e.target)
+        else:
+            payload = b""
+        _field(h, fs_bytes(e.rel))
+        _field(h, e.kind.encode())
+        _field(h, b"%o" % e.mode)
+        _field(h, payload)
+    return "sha256:" + h.hexdigest()
 
 
 class ContextHasher:
@@ -122,20 +142,7 @@ class ContextHasher:
         own location. The order of ``sources`` matters only where two sources give
         the same ``rel`` (the later wins). Raises as ``select`` does.
         """
-        h = hashlib.sha256()
-        _field(h, DIGEST_FORMAT)
-        for e in layout(select(context, sources, ignore)):
-            if e.kind == "file":
-                payload = self.file_digest(e).encode()
-            elif e.kind == "symlink":
-                payload = fs_bytes(e.target)
-            else:
-                payload = b""
-            _field(h, fs_bytes(e.rel))
-            _field(h, e.kind.encode())
-            _field(h, b"%o" % e.mode)
-            _field(h, payload)
-        return "sha256:" + h.hexdigest()
+        return digest_entries(select(context, sources, ignore), self.file_digest)
 
     def file_digest(self, entry: Entry) -> str:
         """``sha256:<hex>`` of a file entry's bytes, from the cache when its stat

@@ -18,217 +18,34 @@ opened with ``O_NOFOLLOW`` and must still be regular files when opened.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
-import posixpath
 import re
 import shutil
 import stat
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any
 
-from pipeline.errors import PipelineError, UnsafePathError
+from pipeline.errors import UnsafePathError
 from pipeline.fs.context import select
-from pipeline.fs.layerstack import LayerStack, LayerStackError, join_parts, split_path
-from pipeline.fs.patterns import glob_regex, is_glob
+from pipeline.fs.contexthash import digest_entries
+from pipeline.fs.copysources import (
+    CopyError,
+    Meta,
+    Parts,
+    SourceNode,
+    SourceTree,
+    entry_trees,
+    image_trees,
+)
+from pipeline.fs.layerstack import LayerStack, join_parts, split_path
 from pipeline.model import Copy
 from pipeline.users import Ids, resolve_user
 
 DEFAULT_DIR_MODE = 0o755
 _CHUNK = 1 << 30
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-_Parts = tuple[str, ...]
-_Meta = tuple[int, int, int, int | None]  # mode bits, uid, gid, mtime_ns (None: leave)
-
-
-class CopyError(PipelineError):
-    """A COPY cannot be done as asked (missing source, file where a dir is needed, ...)."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
-
-
-class ContextEntry(Protocol):
-    """What the copier reads of a ``pipeline.context.Entry`` (see ``context.select``)."""
-
-    @property
-    def rel(self) -> str: ...
-    @property
-    def path(self) -> Path: ...
-    @property
-    def kind(self) -> str: ...  # "file" | "dir" | "symlink"
-    @property
-    def mode(self) -> int: ...  # permission bits
-    @property
-    def target(self) -> str: ...
-    @property
-    def top(self) -> bool: ...
-    @property
-    def source(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class SourceNode:
-    """One file, directory or symlink to copy, as it was selected (never followed).
-
-    ``rel`` is its "/"-separated path below the top-level source ("" for the top-level
-    object itself); ``mode`` is a full st_mode (type and permission bits); ``host`` is
-    the host path holding its bytes (regular file); ``target`` is a symlink's link text
-    as selected. ``uid``/``gid`` are the owner the copy gets when there is no chown;
-    ``mtime_ns`` None leaves the time of writing.
-    """
-
-    rel: str
-    mode: int
-    uid: int
-    gid: int
-    mtime_ns: int | None
-    host: str
-    target: str = ""
-
-    @classmethod
-    def of(cls, rel: str, st: os.stat_result, host: str, keep_owner: bool) -> SourceNode:
-        """The node for ``st`` (an lstat of ``host``); owner root:root unless
-        ``keep_owner``. Reads a symlink's target."""
-        uid, gid = (st.st_uid, st.st_gid) if keep_owner else (0, 0)
-        target = os.readlink(host) if stat.S_ISLNK(st.st_mode) else ""
-        return cls(rel, st.st_mode, uid, gid, st.st_mtime_ns, host, target)
-
-
-@dataclass(frozen=True, slots=True)
-class SourceTree:
-    """One top-level COPY source, its nodes parents before children.
-
-    When ``nodes[0].rel`` is "" it is the source itself: a file or symlink source has
-    just that node; a directory source has it, then its contents. A directory tree may
-    also come without a root node (``context.select`` does not report the directory
-    itself, and an empty directory gives no nodes at all): then a destination
-    directory the image lacks is created 0755 root:root. ``name`` is the name a file
-    source gets inside a directory destination; ``origin`` names the source in messages.
-    """
-
-    name: str
-    origin: str
-    nodes: tuple[SourceNode, ...]
-
-    @property
-    def is_dir(self) -> bool:
-        return not self.nodes or self.nodes[0].rel != "" or stat.S_ISDIR(self.nodes[0].mode)
-
-    @property
-    def root(self) -> SourceNode | None:
-        return self.nodes[0] if self.nodes and self.nodes[0].rel == "" else None
-
-
-# -- sources -----------------------------------------------------------------------------
-
-_KINDS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}
-
-
-def _entry_node(entry: ContextEntry, rel: str) -> SourceNode:
-    try:
-        kind = _KINDS[entry.kind]
-    except KeyError:
-        raise CopyError(str(entry.path), f"unsupported entry kind {entry.kind!r}") from None
-    stat_key = getattr(entry, "stat_key", None)
-    mtime_ns = stat_key[1] if stat_key and stat_key[1] else None
-    return SourceNode(
-        rel, kind | stat.S_IMODE(entry.mode), 0, 0, mtime_ns, str(entry.path), entry.target
-    )
-
-
-def entry_trees(entries: Sequence[ContextEntry]) -> list[SourceTree]:
-    """Source trees for what ``context.select`` returned for one COPY (owners
-    root:root). A ``top`` entry (a file source) is a file tree; each run of other
-    entries from one source is a directory tree without a root node. No entries at
-    all (an empty directory was selected) is one empty directory tree."""
-    trees: list[SourceTree] = []
-    run: list[SourceNode] = []
-    run_source: str | None = None
-
-    def flush() -> None:
-        nonlocal run, run_source
-        if run_source is not None:
-            trees.append(SourceTree("", run_source, tuple(run)))
-        run, run_source = [], None
-
-    for entry in entries:
-        if entry.top:
-            flush()
-            trees.append(SourceTree(entry.rel, entry.source, (_entry_node(entry, ""),)))
-            continue
-        if run_source is not None and entry.source != run_source:
-            flush()
-        run_source = entry.source
-        run.append(_entry_node(entry, entry.rel))
-    flush()
-    return trees or [SourceTree("", "", ())]
-
-
-def _expand(parts: _Parts, children: Callable[[_Parts], list[str]]) -> list[_Parts]:
-    """Every path matching ``parts``, whose components may be globs in Go
-    ``filepath.Match`` style (one component each, as ``context.glob_regex``), sorted."""
-    found: list[_Parts] = [()]
-    wild = False
-    for pattern in parts:
-        if is_glob(pattern):
-            wild = True
-            rx = glob_regex(pattern)
-            found = [(*p, n) for p in found for n in children(p) if rx.fullmatch(n)]
-        elif wild:
-            found = [(*p, pattern) for p in found if pattern in children(p)]
-        else:
-            found = [(*p, pattern) for p in found]
-    return sorted(found)
-
-
-def image_trees(stack: LayerStack, sources: Sequence[str]) -> list[SourceTree]:
-    """Source trees for ``sources``: paths in the image ``stack`` (``COPY --from``),
-    relative ones from ``/``, globs allowed. Symlinks on the way are followed within
-    that image's root; a symlink that is the source itself is copied as a symlink
-    (unless written with a trailing "/", which names the directory it points to).
-    Owners are kept (as BuildKit does for ``--from``) unless the COPY has a chown."""
-
-    def children(parts: _Parts) -> list[str]:
-        try:
-            return stack.listdir(stack.resolve(join_parts(parts)))
-        except LayerStackError:
-            return []
-
-    trees: list[SourceTree] = []
-    for source in sources:
-        parts = split_path(source)
-        wild = any(is_glob(p) for p in parts)
-        if wild:
-            try:
-                matches = _expand(parts, children)
-            except ValueError as exc:
-                raise CopyError(source, str(exc)) from None
-            if not matches:
-                raise CopyError(source, "no source files match in the source image")
-        else:
-            matches = [parts]
-        for match in matches:
-            # "link/" names the directory the link points to, as in POSIX.
-            follow = source.endswith(("/", "/.")) and not wild
-            path = stack.resolve(join_parts(match), follow_last=follow)
-            try:
-                entries = list(stack.walk(path))
-            except LayerStackError:
-                raise CopyError(path, "no such file or directory in the source image") from None
-            nodes = tuple(
-                SourceNode.of(
-                    e.path[len(path) :].lstrip("/"), e.stat, os.fspath(e.host), keep_owner=True
-                )
-                for e in entries
-            )
-            trees.append(SourceTree(posixpath.basename(path), path, nodes))
-    return trees
-
 
 # -- options -----------------------------------------------------------------------------
 
@@ -267,9 +84,18 @@ def dest_path(dest: str, workdir: str) -> tuple[str, bool]:
 # -- writing the layer -------------------------------------------------------------------
 
 
-def _copy_data(src: int, dst: int) -> None:
-    """Copy the rest of ``src`` to ``dst`` (both at their current offsets), in-kernel
-    where possible: copy_file_range (reflinks on CoW filesystems), then sendfile."""
+def _copy_data(src: int, dst: int, digest: Any = None) -> None:
+    """Copy the rest of ``src`` to ``dst`` (both at their current offsets). With
+    ``digest`` (a hashlib object), through memory, hashing exactly the bytes written;
+    otherwise in-kernel where possible: copy_file_range (reflinks on CoW filesystems),
+    then sendfile."""
+    if digest is not None:
+        while data := os.read(src, 1 << 20):
+            digest.update(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(dst, view) :]
+        return
     try:
         while os.copy_file_range(src, dst, _CHUNK):
             pass
@@ -297,13 +123,15 @@ class _LayerWriter:
     so that writing children does not disturb a directory's mtime.
     """
 
-    def __init__(self, layer_dir: Path) -> None:
+    def __init__(self, layer_dir: Path, hash_files: bool = False) -> None:
+        self.hash_files = hash_files
+        self.digests: dict[str, str] = {}  # source host path -> sha256 of the bytes copied
         self.layer_dir = layer_dir
         self.root_fd = os.open(layer_dir, _DIR_OPEN)
         self._chain: list[tuple[str, int]] = []  # open fds for the current dir path
-        self.dir_meta: dict[_Parts, _Meta] = {}
+        self.dir_meta: dict[Parts, Meta] = {}
 
-    def _where(self, parts: _Parts) -> str:
+    def _where(self, parts: Parts) -> str:
         return join_parts(parts)
 
     def close(self) -> None:
@@ -312,7 +140,7 @@ class _LayerWriter:
         self._chain.clear()
         os.close(self.root_fd)
 
-    def dir_fd(self, parts: _Parts) -> int:
+    def dir_fd(self, parts: Parts) -> int:
         """An fd for the layer directory ``parts``; missing ones are made 0755 root:root,
         a non-directory on the way is an error (never followed)."""
         keep = 0
@@ -326,7 +154,7 @@ class _LayerWriter:
             self._chain.append((parts[i], self._open_dir(parent, parts[: i + 1])))
         return self._chain[-1][1] if parts else self.root_fd
 
-    def _open_dir(self, parent: int, parts: _Parts) -> int:
+    def _open_dir(self, parent: int, parts: Parts) -> int:
         name = parts[-1]
         try:
             return os.open(name, _DIR_OPEN, dir_fd=parent)
@@ -341,7 +169,7 @@ class _LayerWriter:
                 ) from None
             raise
 
-    def _clear(self, parent: int, parts: _Parts) -> None:
+    def _clear(self, parent: int, parts: Parts) -> None:
         """Remove whatever the layer already holds at ``parts`` (an earlier source)."""
         name = parts[-1]
         try:
@@ -356,7 +184,7 @@ class _LayerWriter:
         else:
             os.unlink(name, dir_fd=parent)
 
-    def make_dir(self, parts: _Parts, meta: _Meta) -> None:
+    def make_dir(self, parts: Parts, meta: Meta) -> None:
         """A directory at ``parts`` (merged with one already written), given ``meta``."""
         if not parts:
             return  # the layer root keeps its own metadata
@@ -370,7 +198,7 @@ class _LayerWriter:
                 os.mkdir(name, 0o700, dir_fd=parent)
         self.dir_meta[parts] = meta
 
-    def write_file(self, parts: _Parts, node: SourceNode, meta: _Meta) -> None:
+    def write_file(self, parts: Parts, node: SourceNode, meta: Meta) -> None:
         parent = self.dir_fd(parts[:-1])
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
@@ -387,7 +215,10 @@ class _LayerWriter:
                 self._clear(parent, parts)
                 dst = os.open(parts[-1], create, 0o600, dir_fd=parent)
             try:
-                _copy_data(src, dst)
+                digest = hashlib.sha256() if self.hash_files else None
+                _copy_data(src, dst, digest)
+                if digest is not None:
+                    self.digests[node.host] = "sha256:" + digest.hexdigest()
                 mode, uid, gid, mtime_ns = meta
                 os.fchown(dst, uid, gid)  # before chmod: chown clears set-id bits
                 os.fchmod(dst, mode)
@@ -398,7 +229,7 @@ class _LayerWriter:
         finally:
             os.close(src)
 
-    def write_symlink(self, parts: _Parts, node: SourceNode, meta: _Meta) -> None:
+    def write_symlink(self, parts: Parts, node: SourceNode, meta: Meta) -> None:
         target = node.target
         if not target:
             raise CopyError(node.host, "symlink without a target")
@@ -432,13 +263,13 @@ def _check_name(name: str, where: str, path: str) -> None:
         raise UnsafePathError(where, path, "names starting with .wh. are reserved for whiteouts")
 
 
-def _check_tree(tree: SourceTree) -> list[_Parts]:
+def _check_tree(tree: SourceTree) -> list[Parts]:
     """Each node's path below the tree as components, after checking names and types."""
     if any(node.rel == "" for node in tree.nodes[1:]):
         raise CopyError(tree.origin, "source tree has its root after other nodes")
     if not tree.is_dir:
         _check_name(tree.name, tree.origin, tree.name)
-    rels: list[_Parts] = []
+    rels: list[Parts] = []
     for node in tree.nodes:
         kind = stat.S_IFMT(node.mode)
         if kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
@@ -452,14 +283,14 @@ def _check_tree(tree: SourceTree) -> list[_Parts]:
     return rels
 
 
-def _node_meta(node: SourceNode, mode: int | None, owner: Ids | None) -> _Meta:
+def _node_meta(node: SourceNode, mode: int | None, owner: Ids | None) -> Meta:
     uid, gid = (owner.uid, owner.gid) if owner else (node.uid, node.gid)
     bits = stat.S_IMODE(node.mode) if mode is None else mode
     return (bits, uid, gid, node.mtime_ns)
 
 
 def _write_node(
-    writer: _LayerWriter, parts: _Parts, node: SourceNode, mode: int | None, owner: Ids | None
+    writer: _LayerWriter, parts: Parts, node: SourceNode, mode: int | None, owner: Ids | None
 ) -> None:
     if stat.S_ISDIR(node.mode):
         writer.make_dir(parts, _node_meta(node, mode, owner))
@@ -469,7 +300,7 @@ def _write_node(
         writer.write_file(parts, node, _node_meta(node, mode, owner))
 
 
-def _make_parents(writer: _LayerWriter, parts: _Parts, stack: LayerStack) -> bool:
+def _make_parents(writer: _LayerWriter, parts: Parts, stack: LayerStack) -> bool:
     """Directories ``parts`` and its ancestors in the layer: re-created with the
     stack's metadata where the image has them, else 0755 root:root. Returns whether the
     image already had ``parts``."""
@@ -498,8 +329,11 @@ def copy_step(
     chown: str | None = None,
     chmod: str | None = None,
     source_count: int = 1,
-) -> None:
+    hash_files: bool = False,
+) -> dict[str, str]:
     """Write the layer that COPYing ``trees`` to ``dest`` adds on top of ``stack``.
+    With ``hash_files``, returns the sha256 of the bytes written for each file, by the
+    source's host path (else an empty mapping).
 
     Docker semantics: a directory source copies its contents; ``dest`` is a directory
     when it ends in "/" (or is "." / ".."), when it already is a directory in the image
@@ -531,7 +365,7 @@ def copy_step(
     resolved = stack.resolve(target)
     st = stack.lstat(resolved)
     is_dir = st is not None and stat.S_ISDIR(st.st_mode)
-    writer = _LayerWriter(layer_dir)
+    writer = _LayerWriter(layer_dir, hash_files)
     try:
         if len(trees) == 1 and not trees[0].is_dir and not as_dir and not is_dir:
             # One file or symlink under the name ``dest`` (replacing what is there).
@@ -563,6 +397,7 @@ def copy_step(
                     elif not existed:  # the directory source's own metadata
                         _write_node(writer, base, node, mode, owner)
         writer.finish()
+        return writer.digests
     finally:
         writer.close()
 
@@ -573,19 +408,26 @@ def run_copy(
     lower: Sequence[Path],
     from_layers: Sequence[Path] | None,
     workdir: str,
-) -> None:
+) -> str | None:
     """Build the layer for ``step`` in the fresh dir ``layer_dir`` on top of the layer
     dirs ``lower`` (top-most first). ``from_layers`` are the source image's layer dirs
     (top-most first) for ``COPY --from``; otherwise the sources come from
     ``step.context`` through ``context.select`` (ignore patterns, hostile paths).
-    Same contract as :func:`copy_step`."""
+    Same contract as :func:`copy_step`.
+
+    For a build-context COPY, returns the content digest of what was actually copied,
+    in :class:`~pipeline.fs.contexthash.ContextHasher`'s format (file digests from the
+    bytes as they were written), so the caller can check it against the digest the
+    step was keyed by; None for ``--from``."""
     if step.from_image is not None:
         if from_layers is None:
             raise CopyError(step.dest, f"COPY --from {step.from_image}: source image not built")
         trees = image_trees(LayerStack(from_layers), step.sources)
+        selection = None
     else:
-        trees = entry_trees(select(Path(step.context), step.sources, step.ignore))
-    copy_step(
+        selection = select(Path(step.context), step.sources, step.ignore)
+        trees = entry_trees(selection)
+    copied = copy_step(
         trees,
         step.dest,
         layer_dir,
@@ -594,4 +436,8 @@ def run_copy(
         chown=step.chown,
         chmod=step.chmod,
         source_count=len(step.sources),
+        hash_files=selection is not None,
     )
+    if selection is None:
+        return None
+    return digest_entries(selection, lambda entry: copied.get(str(entry.path), "not copied"))
