@@ -13,6 +13,7 @@ the daemon is stopped; pipeline builds every case in one ``build-all``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -43,6 +44,7 @@ from tests.differential import (
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 CASES = load_cases()
+BASES = load_bases()
 
 
 @dataclass
@@ -53,6 +55,8 @@ class Suite:
     base_tree: dict[str, oracle.Entry] = field(default_factory=dict)
     base_configs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    imported_bases: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Each base's config as pipeline stored it on import (``pipeline inspect``)."""
 
 
 def _prepare_bases(daemon: oracle.Dockerd, store: Path, busybox_tar: Path, work: Path) -> Suite:
@@ -66,11 +70,12 @@ def _prepare_bases(daemon: oracle.Dockerd, store: Path, busybox_tar: Path, work:
     rootfs = oracle.unpack_oci_layout(layout, "latest", work / "bb")
     suite.base_tree = scan_and_remove(rootfs, work / "bb")
     archives = {BASE: archive}
-    for name, changes in load_bases().items():
+    for name, spec in BASES.items():
         archives[name] = work / f"base-{len(archives)}.tar"
-        craft_base(archive, name, changes, archives[name])
+        craft_base(archive, name, spec.changes, archives[name])
         pipeline_ok(store, "import", str(archives[name]), "--tag", name)
     for name, path in archives.items():
+        suite.imported_bases[name] = json.loads(pipeline_ok(store, "inspect", name))["config"]
         daemon.docker("load", "-q", "-i", str(path))
         (config,) = oracle.docker_archive_configs(path).values()
         suite.base_configs[name] = config
@@ -177,6 +182,24 @@ def test_case(case: Case, suite: Suite) -> None:
     if suite.broken:
         pytest.fail(f"the differential suite cannot run: {suite.broken}")
     outcome, message = verdict(case, _differences(case, suite))
+    if outcome == "xfail":
+        pytest.xfail(message)
+    if outcome == "fail":
+        pytest.fail(message, pytrace=False)
+
+
+@pytest.mark.parametrize("name", sorted(BASES))
+def test_base_imported_unchanged(name: str, suite: Suite) -> None:
+    """pipeline keeps a crafted base's config as docker loaded it (same config facts),
+    so the cases built on it start from the same base in both tools."""
+    if suite.broken:
+        pytest.fail(f"the differential suite cannot run: {suite.broken}")
+    lines = oracle.diff_configs(
+        oracle.config_facts(suite.base_configs[name]),
+        oracle.config_facts(suite.imported_bases[name]),
+        ("docker load", "pipeline import"),
+    )
+    outcome, message = verdict(BASES[name], lines)
     if outcome == "xfail":
         pytest.xfail(message)
     if outcome == "fail":

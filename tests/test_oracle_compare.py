@@ -186,6 +186,7 @@ def test_case_table_is_well_formed() -> None:
             word = line.split()[1] if line.startswith("FROM ") else ""
             if word.startswith("case-base/"):
                 assert word in bases, f"{case.name}: unknown crafted base {word}"
+                assert bases[word].changes, f"{word}: changes nothing"
         if case.oracle == "written":
             assert case.expect is not None
             if "error" not in case.expect:
