@@ -26,7 +26,7 @@ Seccomp (:func:`prepare_filter`)
     API, pivot_root, umount, unshare, setns, clone with any CLONE_NEW* flag, kernel
     modules, kexec, reboot, swap, quotas, clocks, keyrings, bpf, perf_event_open,
     userfaultfd, open_by_handle_at, syslog, NUMA policy calls, io_uring, acct, ioperm and
-    iopl, vm86, personality-free odds and ends), plus ioctl TIOCSTI and TIOCLINUX so a
+    iopl, vm86, uselib, ustat, sysfs, vhangup), plus ioctl TIOCSTI and TIOCLINUX so a
     step cannot type into the caller's terminal (``pipeline run`` passes it in); clone3
     gets ENOSYS so libc falls back to clone, whose flags the filter can see. ptrace,
     process_vm_* and kcmp stay allowed (as in Docker on kernels >= 4.8): without
