@@ -4,9 +4,10 @@ Run as ``python -I -S -c "...from pipeline._sandbox_init import main; main(sys.a
 with only ``PIPELINE_SANDBOX_PATH`` (where the package lives) in its environment:
 imported rather than run as a script, so its bytecode cache is used. ``FD`` is a memfd
 holding the ``marshal`` dump of the dict built by ``pipeline.sandbox._Sandbox.start``
-(same interpreter on both sides), so no host path shows in ``/proc/1/cmdline``. Imports
-are builtins, ``ctypes``, :mod:`pipeline._sandbox_fs` and :mod:`pipeline._confine`
-(``pipeline.users`` only for a non-root user), all before the pivot.
+(same interpreter on both sides), so the spec (paths, environment) never shows in
+``/proc/1/cmdline``. Imports are builtins, ``ctypes``, :mod:`pipeline._sandbox_fs` and
+:mod:`pipeline._confine` (``pipeline.users`` only for a non-root user), all before the
+pivot; after it ``sys.path`` is empty, so no module can ever be loaded from the image.
 
 Process tree and who kills whom::
 
@@ -244,14 +245,16 @@ def _exec_workload(plan: dict[str, Any]) -> NoReturn:
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)
-        os.chdir(plan["workdir"])
         _confine.limit_bounding(caps)
         _confine.landlock_scope(plan["landlock"])  # these two need CAP_SYS_ADMIN
         plan["seccomp"].load()
+        _confine.set_caps(caps)  # from here on no more than a Docker container has
+        os.chdir(plan["workdir"])
         os.setgroups(plan["groups"])
         os.setgid(plan["gid"])
-        os.setuid(uid)
-        _confine.set_caps(caps if uid == 0 else 0)
+        os.setuid(uid)  # a non-root uid clears permitted and effective
+        if uid != 0:
+            _confine.set_caps(0)
         os.umask(0o022)
         os.closerange(3, 1 << 20)
     except (OSError, SetupError) as exc:

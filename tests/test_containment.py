@@ -21,6 +21,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -698,3 +699,41 @@ def test_other_users_cannot_reach_stored_layers(built: dict[str, list[str]], hos
             check=False,
         )
         assert probe.returncode != 0 and "Permission denied" in probe.stderr, probe
+
+
+def test_pipeline_run_cannot_type_into_the_callers_terminal(
+    built: dict[str, list[str]], host: Host
+) -> None:
+    """`pipeline run` hands the step the caller's terminal: TIOCSTI (push input into it)
+    must be refused, or a step could type commands into the user's shell."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, PIPELINE_STORE=str(host.store))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "escape/base:1", "--", PROBE, "syscalls"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=host.base,
+        env=env,
+    )
+    os.close(slave)
+    out = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every slave end is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)
+    lines = out.decode().replace("\r", "").splitlines()
+    assert "tiocsti: EPERM" in lines, lines
+    assert_host_untouched(host)
