@@ -194,7 +194,9 @@ DENIED = (  # EPERM, on every architecture of the filter
     "add_key",
     "bpf",
     "clock_adjtime",
+    "clock_adjtime64",
     "clock_settime",
+    "clock_settime64",
     "create_module",
     "delete_module",
     "fanotify_init",
@@ -330,8 +332,10 @@ def prepare_filter() -> Filter:
 
     def rule(action: int, name: str, *cmps: tuple[int, int, int]) -> None:
         nr = lib.seccomp_syscall_resolve_name(name.encode())
-        if nr < 0:
-            return  # not a syscall this libseccomp knows: nothing to refuse
+        if nr == -1:  # __NR_SCMP_ERROR: a name this libseccomp does not know
+            return
+        # Other negative numbers are libseccomp's pseudo-syscalls (e.g. vm86 or
+        # clock_settime64 on x86_64): it maps them to each arch that has the call.
         array = (_ArgCmp * max(len(cmps), 1))(
             *[_ArgCmp(arg, SCMP_CMP_MASKED_EQ, m, v) for arg, m, v in cmps]
         )

@@ -36,6 +36,8 @@ need CAP_SYS_PTRACE); once the workload is started it closes every fd but 0-2 an
 to CAP_KILL alone (to forward signals to a non-root workload). Its memory still maps the
 host's Python binary and libraries; only /proc/1/map_files would name them, which needs
 CAP_SYS_ADMIN. ``/proc/1/cmdline`` (world-readable) shows the Python path and ``-c`` code.
+fds 0-2 are the caller's (a pipe, a terminal, a file); a directory among them, which would
+lead back to the host's tree, never gets this far: Python refuses to start with one.
 
 Status goes to the caller on ``spec["status_fd"]`` as exactly one ``marshal``-ed dict,
 read after the sandbox exited: ``{"error": "..."}`` when setup failed (exit status 125),
