@@ -85,7 +85,6 @@ from __future__ import annotations
 import marshal
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -98,11 +97,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline._sandbox_host import (
+    clear_work,
+    layout,
+    remove_placeholders,
+    strip_bookkeeping,
+)
 from pipeline.errors import SandboxError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OVERLAY_MAX_LOWER = 500  # OVL_MAX_STACK in the kernel
-OVERLAY_OPTIONS = ("redirect_dir=off", "metacopy=off", "index=off", "xino=off")
 NETWORKS = ("default", "none")
 MAX_LINE = 16384  # longer output lines are cut into pieces of this many bytes
 
@@ -118,14 +122,6 @@ if "LD_LIBRARY_PATH" in os.environ:  # some Python builds need it to start at al
     _CHILD_ENV["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
 KILL_SIGNAL = signal.SIGRTMIN  # stage 1 answers it by SIGKILLing the step's pid 1
 KILL_GRACE = 1.0  # seconds kill_all waits before SIGKILLing a stage 1 that did not exit
-_BOOKKEEPING_XATTRS = frozenset(
-    {
-        "trusted.overlay.origin",
-        "trusted.overlay.impure",
-        "trusted.overlay.nlink",
-        "trusted.overlay.uuid",
-    }
-)
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
@@ -403,7 +399,7 @@ class _Sandbox:
     def start(self, stdin: Any, stdout: Any, stderr: Any) -> subprocess.Popen[bytes]:
         if _refusing:
             raise SandboxError("sandbox: stopped: kill_all(refuse_new=True) was called")
-        options = _layout(self.lowerdirs, self.upper, self.work)
+        options = layout(self.lowerdirs, self.upper, self.work)
         spec = self.spec
         status_r, status_w = os.pipe()
         self.status_r = status_r
@@ -508,10 +504,10 @@ class _Sandbox:
                         self.pidfd = -1
             self._read_status()
             if self.status.get("ready"):
-                _remove_placeholders(self.upper, self.status.get("placeholders", []))
-                _strip_bookkeeping(self.upper)
+                remove_placeholders(self.upper, self.status.get("placeholders", []))
+                strip_bookkeeping(self.upper)
         finally:
-            _clear_work(self.work)
+            clear_work(self.work)
 
 
 def _validate(lowerdirs: Sequence[Path], upper: Path, work: Path, spec: RunSpec) -> None:
@@ -546,113 +542,3 @@ def _validate(lowerdirs: Sequence[Path], upper: Path, work: Path, spec: RunSpec)
             raise SandboxError(f"sandbox: bind source {b.source} does not exist")
     if "\x00" in "".join((*spec.argv, *(k + v for k, v in spec.env))):
         raise SandboxError("sandbox: NUL byte in command or environment")
-
-
-def _escape(path: str) -> str:
-    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
-
-
-def _layout(lowerdirs: Sequence[Path], upper: Path, work: Path) -> str:
-    """Make ``work/{l,ovl,root}``; the overlay mount options (relative to ``work/l``).
-
-    Lowerdirs are named through short symlinks ``work/l/0``, ``work/l/1``, ... (as Docker's
-    overlay2 does), so the option string stays far below the one-page limit of mount(2)
-    whatever the store's paths look like.
-    """
-    links = work / "l"
-    links.mkdir()
-    names = []
-    for i, d in enumerate(lowerdirs):
-        name = _short(i)
-        os.symlink(d, links / name)
-        names.append(name)
-    (work / "ovl").mkdir()
-    (work / "root").mkdir()
-    options = ",".join(
-        (
-            f"lowerdir={':'.join(names)}",
-            f"upperdir={_escape(str(upper))}",
-            "workdir=../ovl",
-            *OVERLAY_OPTIONS,
-        )
-    )
-    page = os.sysconf("SC_PAGE_SIZE")
-    if len(options.encode()) >= page:
-        raise SandboxError(
-            f"sandbox: {len(lowerdirs)} layers: overlay mount options take "
-            f"{len(options.encode())} bytes, over the kernel's limit of {page - 1}"
-        )
-    return options
-
-
-def _short(i: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        i, r = divmod(i, 36)
-        out = digits[r] + out
-        if not i:
-            return out
-
-
-def _remove_placeholders(upper: Path, records: Sequence[Sequence[Any]]) -> None:
-    """Apply the placeholder rule (module docstring) to ``upper``. Host side, after the
-    sandbox's namespace is gone, so nothing is mounted over these paths any more."""
-    unchanged = []
-    for path, kind, ino, ctime, mode, uid, gid, size, xattrs in records:
-        host = str(upper) + path
-        try:
-            st = os.lstat(host)
-            names = sorted(os.listxattr(host, follow_symlinks=False))
-        except OSError:
-            continue
-        same = (st.st_ino, st.st_ctime_ns, st.st_mode, st.st_uid, st.st_gid, names) == (
-            ino,
-            ctime,
-            mode,
-            uid,
-            gid,
-            xattrs,
-        )
-        if same and (kind == "dir" or st.st_size == size):
-            unchanged.append((path.count("/"), path, kind))
-    for _, path, kind in sorted(unchanged, reverse=True):
-        host = str(upper) + path
-        try:
-            if kind == "dir":
-                os.rmdir(host)
-            else:
-                os.unlink(host)
-        except OSError:
-            pass  # not empty: the step put something there, so it stays
-
-
-def _strip_bookkeeping(upper: Path) -> None:
-    """Remove overlay's internal xattrs (origin, impure, nlink, uuid) from ``upper``."""
-    stack = [str(upper)]
-    _strip_one(str(upper))
-    while stack:
-        with os.scandir(stack.pop()) as it:
-            for entry in it:
-                _strip_one(entry.path)
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-
-
-def _strip_one(path: str) -> None:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return
-    for name in names:
-        if name in _BOOKKEEPING_XATTRS:
-            os.removexattr(path, name, follow_symlinks=False)
-
-
-def _clear_work(work: Path) -> None:
-    for name in ("l", "ovl", "root"):
-        path = work / name
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.exists():
-            shutil.rmtree(path, ignore_errors=True)
