@@ -20,6 +20,8 @@ Contracts:
 * Layer bytes are kept once. Their tar form (what digests describe) is recomputed from
   the directory when exported and checked against the recorded diff_id.
 * Several processes may use one store at once (SQLite WAL, per-key file locks).
+* Private: the root, blobs/, layers/, cache/ and tmp/ are 0700; a store found wider is
+  tightened on open and ``Store.notes`` says so.
 """
 
 from __future__ import annotations
@@ -96,13 +98,43 @@ def _rmtree(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=False)
 
 
+PRIVATE_DIRS = ("", "blobs", "blobs/sha256", "layers", "cache", "tmp")  # kept 0700
+
+
+def _tighten(root: Path) -> tuple[str, ...]:
+    """Make the store root and the dirs holding image content 0700, as containers/storage
+    and BuildKit keep theirs: stored layers hold setuid binaries and 0777 dirs, which no
+    other local user may reach. Returns one note per dir that was wider (or could not be
+    tightened), for the CLI to print; () when all were private already."""
+    notes = []
+    for sub in PRIVATE_DIRS:
+        path = root / sub if sub else root
+        mode = path.stat().st_mode & 0o7777
+        if mode & 0o077 == 0:
+            continue
+        try:
+            path.chmod(0o700)
+        except OSError as exc:
+            notes.append(f"{path}: mode {mode:04o} is open to other users; chmod failed: {exc}")
+            continue
+        notes.append(f"{path}: tightened mode {mode:04o} to 0700 (store content is private)")
+    return tuple(notes)
+
+
 class Store:
-    """A handle on one store directory; thread-safe. Opening cleans debris."""
+    """A handle on one store directory; thread-safe. Opening cleans debris.
+
+    ``notes``: one line per store dir whose permissions opening had to tighten (see
+    :data:`PRIVATE_DIRS`); empty for a new store or one already private.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).absolute()
-        for sub in ("blobs/sha256", "layers", "cache", "tmp", "locks"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        for sub in PRIVATE_DIRS:
+            (self.root / sub).mkdir(mode=0o700, exist_ok=True)
+        (self.root / "locks").mkdir(exist_ok=True)
+        self.notes = _tighten(self.root)
         layout = self.root / "oci-layout"
         if not layout.exists():
             self._write_atomic(layout, b'{"imageLayoutVersion":"1.0.0"}')

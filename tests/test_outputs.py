@@ -218,3 +218,11 @@ def test_read_only_path_options_leave_their_files_alone(
     cli("validate", "--specs", "specs")
     cli("plan", "--specs", "specs")
     assert {str(p): snapshot(p) for p in watched} == before
+
+
+def test_the_cli_says_when_it_tightens_an_open_store(cli: Cli, store_path: Path) -> None:
+    cli("images")
+    store_path.chmod(0o755)
+    proc = cli("images")
+    assert f"{store_path}: tightened mode 0755 to 0700" in proc.stderr
+    assert (store_path.stat().st_mode & 0o777) == 0o700

@@ -718,3 +718,132 @@ def test_run_interactive_serves_and_stops(rootfs: Path, tmp_path: Path, sig: int
 def test_check_host_passes_here() -> None:
     check_host()
     check_host()  # cached
+
+
+# --- kill_all's contract ------------------------------------------------------------------
+
+
+def test_kill_all_returns_once_every_process_and_namespace_is_gone(run: Runner) -> None:
+    """Each step leaves daemons behind (own session, own process group, stdout closed);
+    when kill_all returns, none of them and nobody in the steps' mount namespaces is left."""
+    results: list[RunResult] = []
+    namespaces: list[str] = []
+    script = (
+        "setsid sleep 75.5 >/dev/null 2>&1 & (trap '' TERM INT HUP; exec sleep 75.6) &"
+        " echo ready; exec sleep 75.7"
+    )
+
+    def watch(line: str) -> None:
+        if line == "ready":
+            assert _wait_until(lambda: len(_pids(["sleep", "75.7"])) > len(namespaces))
+            namespaces.append(os.readlink(f"/proc/{_pids(['sleep', '75.7'])[-1]}/ns/mnt"))
+
+    threads = [
+        threading.Thread(target=lambda: results.append(run(script, on_output=watch)[0]))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    assert _wait_until(lambda: len(_pids(["sleep", "75.6"])) == 2 and len(namespaces) == 2)
+    started = time.monotonic()
+    assert kill_all() == 2
+    took = time.monotonic() - started
+    left = [_pids(["sleep", f"75.{i}"]) for i in (5, 6, 7)]
+    holders = [_mnt_ns_holders(ns) for ns in namespaces]
+    for t in threads:
+        t.join()
+    assert left == [[], [], []]
+    assert holders == [[], []]
+    assert took < 0.5, f"kill_all took {took:.3f} s"
+    assert [r.exit_code for r in results] == [137, 137]
+
+
+def test_kill_all_refuse_new_until_accept_new(run: Runner) -> None:
+    from pipeline.sandbox.linux import accept_new
+
+    assert kill_all(refuse_new=True) == 0
+    try:
+        with pytest.raises(SandboxError, match="stopped"):
+            run("true")
+    finally:
+        accept_new()
+    assert run("echo again")[0].output_tail == ("again",)
+
+
+INTERRUPTED = """
+import signal, sys, time
+from pathlib import Path
+from pipeline.sandbox.api import RunSpec
+from pipeline.sandbox.linux import kill_all, run_step
+
+lower, upper, work = map(Path, sys.argv[1:4])
+def stop(signum, frame):
+    started = time.monotonic()
+    count = kill_all(refuse_new=True)
+    print(f"stopped {count} in {time.monotonic() - started:.3f}", flush=True)
+signal.signal(signal.SIGINT, stop)
+script = "setsid sleep 76.5 >/dev/null 2>&1 & echo ready; sleep 76.6"
+spec = RunSpec(argv=("/bin/sh", "-c", script), env=())
+result = run_step([lower], upper, work, spec, on_output=lambda l: print(l, flush=True))
+print("exit", result.exit_code, flush=True)
+"""
+
+
+def test_kill_all_from_a_sigint_handler(rootfs: Path, tmp_path: Path) -> None:
+    """What a build's Ctrl-C does: SIGINT in the main thread while it reads a step's
+    output; the handler's kill_all ends the step, run_step returns 137."""
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    caller = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED, str(rootfs), str(upper), str(work)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert caller.stdout is not None
+        assert caller.stdout.readline().strip() == "ready"
+        assert _wait_until(lambda: _find_process(["sleep", "76.5"]) is not None)
+        started = time.monotonic()
+        caller.send_signal(signal.SIGINT)
+        out, _ = caller.communicate(timeout=10)
+        took = time.monotonic() - started
+        lines = out.splitlines()
+        assert lines[0].startswith("stopped 1 in ")
+        assert lines[-1] == "exit 137"
+        assert took < 2.0, took
+        assert _find_process(["sleep", "76.5"]) is None
+        assert _find_process(["sleep", "76.6"]) is None
+        assert list(work.iterdir()) == []
+    finally:
+        caller.kill()
+        caller.wait()
+
+
+def test_step_stdin_is_the_rootfs_null_device(run: Runner) -> None:
+    result, _ = run("readlink /proc/self/fd/0; stat -L -c '%d %i %t:%T' /dev/null /proc/self/fd/0")
+    assert result.output_tail[0] == "/dev/null"
+    assert result.output_tail[1] == result.output_tail[2]  # the same inode: ours
+    assert result.output_tail[1].endswith(" 1:3")
+    host = os.stat("/dev/null")
+    assert result.output_tail[1].split()[:2] != [str(host.st_dev), str(host.st_ino)]
+
+
+def test_nothing_is_imported_from_the_image(run: Runner, rootfs: Path, tmp_path: Path) -> None:
+    """After the pivot the sandbox's Python must never look into the image for a module:
+    a hostile image can plant one at the host's stdlib paths. Plant one everywhere
+    sys.path points and run steps through the code paths after the pivot; a planted
+    module that ran would say so on the step's output."""
+    top = tmp_path / "evil"
+    for entry in sys.path:
+        if entry.startswith("/") and os.path.isdir(entry):
+            target = top / entry.lstrip("/")
+            target.mkdir(parents=True, exist_ok=True)
+            for name in ("warnings", "signal", "subprocess", "traceback", "linecache"):
+                (target / f"{name}.py").write_text("import os\nos.write(2, b'IMPORTED\\n')\n")
+    for user in ("", "app"):  # a USER imports more before the pivot: both paths
+        for argv in (("no-such-command",), ("/bin/sh", "-c", "exit 3")):
+            result, _ = run(argv, lowers=[top, rootfs], user=user)
+            assert "IMPORTED" not in result.output_tail
+            assert result.exit_code in (127, 3), result

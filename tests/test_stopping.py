@@ -56,38 +56,72 @@ def _env(store: Path) -> dict[str, str]:
     return dict(os.environ, PIPELINE_STORE=str(store))
 
 
-def _sandboxes(store: Path) -> list[int]:
-    """Pids of sandbox processes working in this store (their spec file is in tmp/)."""
-    found = []
+def _descendants(root: int) -> set[tuple[int, str]]:
+    """(pid, start time) of every process below ``root``."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        starts[pid] = fields[19]
+    out: set[tuple[int, str]] = set()
+    stack = list(children.get(root, ()))
+    while stack:
+        pid = stack.pop()
+        out.add((pid, starts.get(pid, "")))
+        stack.extend(children.get(pid, ()))
+    return out
+
+
+def _running_sandbox(root: int) -> bool:
+    for pid, _ in _descendants(root):
+        try:
+            if b"pipeline.sandbox.init" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return True
         except OSError:
             continue
-        if b"pipeline.sandbox.init" in cmdline and str(store).encode() in cmdline:
-            found.append(int(entry.name))
-    return found
+    return False
 
 
-def _assert_clean(store: Path) -> None:
+def _alive(procs: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    left = set()
+    for pid, start in procs:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[19] == start:
+            left.add((pid, start))
+    return left
+
+
+def _assert_clean(store: Path, seen: set[tuple[int, str]]) -> None:
+    """Every process the build had started is gone; no staging dir, no mount is left."""
     deadline = time.monotonic() + 3
-    while _sandboxes(store) and time.monotonic() < deadline:
+    while _alive(seen) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _sandboxes(store) == []
+    assert _alive(seen) == set()
     leftovers = [p.name for p in (store / "tmp").iterdir()]
     assert leftovers == []
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(store) not in mounts
 
 
-def _wait_for_step(store: Path, timeout: float = 60) -> None:
-    """Until the first step is in the store and the slow second one is running."""
+def _wait_for_step(store: Path, root: int, timeout: float = 60) -> set[tuple[int, str]]:
+    """Until the first step is in the store and the slow second one is running; the
+    processes below ``root`` at that moment."""
     deadline = time.monotonic() + timeout
-    while not (_sandboxes(store) and _cached_keys(store) == 1):
+    while not (_cached_keys(store) == 1 and _running_sandbox(root)):
         assert time.monotonic() < deadline, "the slow step never started"
         time.sleep(0.05)
+    time.sleep(0.3)  # let the step's own processes start
+    return _descendants(root)
 
 
 def _cached_keys(store: Path) -> int:
@@ -107,7 +141,7 @@ def test_timeout_sigint_stops_within_seconds(
     fleet: Path, busybox_store: Cli, store_path: Path
 ) -> None:
     started = time.monotonic()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [
             "timeout",
             "--preserve-status",
@@ -125,16 +159,18 @@ def test_timeout_sigint_stops_within_seconds(
         ],
         cwd=fleet.parent,
         env=_env(store_path),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
     )
+    seen = _wait_for_step(store_path, proc.pid)
+    _, err = proc.communicate(timeout=60)
     elapsed = time.monotonic() - started
-    assert proc.returncode == 130, proc.stderr
+    assert proc.returncode == 130, err
     assert elapsed < 5, elapsed
-    assert "stopping..." in proc.stderr
-    assert "Traceback" not in proc.stderr
-    _assert_clean(store_path)
+    assert "stopping..." in err
+    assert "Traceback" not in err
+    _assert_clean(store_path, seen)
     _rerun_builds_only_the_stopped_step(busybox_store, store_path)
 
 
@@ -149,8 +185,7 @@ def test_ctrl_c_on_a_terminal(fleet: Path, busybox_store: Cli, store_path: Path)
         )
     output = b""
     try:
-        _wait_for_step(store_path)
-        time.sleep(0.5)
+        seen = _wait_for_step(store_path, pid)
         os.write(master, b"\x03")  # the terminal turns this into SIGINT for the job
         pressed = time.monotonic()
         while True:
@@ -172,7 +207,7 @@ def test_ctrl_c_on_a_terminal(fleet: Path, busybox_store: Cli, store_path: Path)
     assert elapsed < 5, elapsed
     assert b"stopping..." in output
     assert b"Traceback" not in output
-    _assert_clean(store_path)
+    _assert_clean(store_path, seen)
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -198,7 +233,7 @@ def test_a_signal_to_the_process_group(
         start_new_session=True,
     )
     try:
-        _wait_for_step(store_path)
+        seen = _wait_for_step(store_path, proc.pid)
         os.killpg(proc.pid, signum)
         sent = time.monotonic()
         _, err = proc.communicate(timeout=30)
@@ -209,5 +244,5 @@ def test_a_signal_to_the_process_group(
     assert proc.returncode == code, err
     assert elapsed < 2.5, elapsed
     assert "Traceback" not in err
-    _assert_clean(store_path)
+    _assert_clean(store_path, seen)
     _rerun_builds_only_the_stopped_step(busybox_store, store_path)

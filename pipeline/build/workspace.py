@@ -92,7 +92,11 @@ class Workspace:
         specs: Path | None = None,
         overrides: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
+        on_note: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_note`` hears the store's one-line notes when it is opened (e.g. that
+        its permissions were tightened)."""
+        self.on_note = on_note
         self.store_path = store_path
         self.specs = specs
         self.overrides = dict(overrides or {})
@@ -102,7 +106,11 @@ class Workspace:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.store_path)
+        store = Store(self.store_path)
+        if self.on_note is not None:
+            for note in store.notes:
+                self.on_note(note)
+        return store
 
     @cached_property
     def epoch(self) -> int:

@@ -25,7 +25,12 @@ def workspace(ctx: click.Context, specs: Path | None = None, sets: Sequence[str]
     specs directory and ``--set`` overrides."""
     obj = ctx.find_object(Ctx)
     assert obj is not None
-    return Workspace(obj.store_path, specs=specs, overrides=parse_overrides(sets))
+    return Workspace(
+        obj.store_path,
+        specs=specs,
+        overrides=parse_overrides(sets),
+        on_note=lambda note: click.echo(note, err=True),
+    )
 
 
 def spec_options(fn: F) -> F:

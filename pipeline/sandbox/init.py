@@ -1,34 +1,51 @@
-"""Child side of the sandbox. Started by :mod:`pipeline.sandbox`, never imported by it.
+"""Child side of the sandbox. Started by :mod:`pipeline.sandbox.linux`, never imported by it.
 
-Run as ``python -I -S -c "...from pipeline._sandbox_init import main; main(sys.argv)"
-WORK/spec``: imported rather than run as a script, so its bytecode cache is used.
-``WORK/spec`` holds the ``marshal`` dump of the dict built by
-``pipeline.sandbox._Sandbox.start`` (same interpreter on both sides). Imports are kept
-to builtins plus ``ctypes`` (no ``json``, no ``signal``'s enum wrapper,
-``pipeline.users`` only for a non-root user): the per-step cost is one small interpreter
-start and two forks.
+Run as ``python -I -S -c "...from pipeline.sandbox.init import main; main(sys.argv)" FD``
+with only ``PIPELINE_SANDBOX_PATH`` (where the package lives) in its environment:
+imported rather than run as a script, so its bytecode cache is used. ``FD`` is a memfd
+holding the ``marshal`` dump of the dict built by ``pipeline.sandbox._Sandbox.start``
+(same interpreter on both sides), so the spec (paths, environment) never shows in
+``/proc/1/cmdline``. Imports are builtins, ``ctypes``, :mod:`pipeline.sandbox.rootfs` and
+:mod:`pipeline.sandbox.confine` (``pipeline.users`` only for a non-root user), all before the
+pivot; after it ``sys.path`` is empty, so no module can ever be loaded from the image.
 
 Process tree and who kills whom::
 
     caller (run_step / run_interactive, host namespaces)
-     └─ stage 1  this script: PR_SET_PDEATHSIG=SIGKILL, unshare(mount, pid, uts, ipc[, net])
-         └─ stage 2  pid 1 of the new pid namespace: PR_SET_PDEATHSIG=SIGKILL, all mounts
-             └─ workload  own process group: chroot, chdir, setgroups/setgid/setuid, exec
+     └─ stage 1  PR_SET_PDEATHSIG=SIGKILL, unshare(pid), stays in the host's mounts
+         └─ stage 2  pid 1 of the new pid namespace: unshare(mount, uts, ipc, cgroup[, net]),
+             │       every mount, pivot_root into the rootfs, then drops to CAP_KILL only
+             └─ workload  own process group: caps, Landlock, seccomp, user, fds 0-2, exec
 
 * The caller's thread dies -> stage 1 gets SIGKILL -> stage 2 gets SIGKILL -> the pid
   namespace's init is gone, so the kernel SIGKILLs every process left in it.
+* Stage 1 gets :data:`KILL_SIGNAL` (SIGRTMIN; ``pipeline.sandbox.kill_all``) -> it
+  SIGKILLs stage 2, reaps it and exits 137. The kernel lets it reap pid 1 only once every
+  other process of the namespace is gone, so stage 1's exit means the whole step is gone.
 * The workload exits -> stage 2 exits with its status (128+N for signal N) -> the kernel
   kills what the step left running -> stage 1 exits with the same status.
-* When the last process of the mount namespace is gone, every mount made here goes with
-  it. ``/`` is made recursively private first, so no mount ever propagates to the host.
+* Only stage 2 and the step's processes are in the step's mount namespace, so when the
+  last of them is gone every mount made here goes with it. ``/`` is made recursively
+  private first, so no mount ever propagates to the host.
 * SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 received by stage 1 go to stage 2,
   and from there to the workload's process group.
+
+What pid 1 keeps: after the pivot its root and cwd are the rootfs; it is not dumpable,
+so ``/proc/1/{root,cwd,fd,environ,exe,mem}`` and ptrace are refused to the step (they
+need CAP_SYS_PTRACE); once the workload is started it closes every fd but 0-2 and drops
+to CAP_KILL alone (to forward signals to a non-root workload). Its memory still maps the
+host's Python binary and libraries; only /proc/1/map_files would name them, which needs
+CAP_SYS_ADMIN. ``/proc/1/cmdline`` (world-readable) shows the Python path and ``-c`` code.
+fds 0-2 are the caller's (a pipe, a terminal, a file); a directory among them, which would
+lead back to the host's tree, never gets this far: Python refuses to start with one.
 
 Status goes to the caller on ``spec["status_fd"]`` as exactly one ``marshal``-ed dict,
 read after the sandbox exited: ``{"error": "..."}`` when setup failed (exit status 125),
 or ``{"ready": True, "placeholders": [...]}`` once every mount is in place, just before
 the workload starts. Each placeholder is ``[path, kind, ino, ctime_ns, mode, uid, gid, size,
 xattr_names]`` as seen in the upper directory (see ``pipeline.sandbox`` for the rule).
+The workload exits 126 (127 for a missing command) with one line on stderr when it cannot
+be confined or started.
 """
 
 from __future__ import annotations
@@ -38,35 +55,39 @@ import ctypes
 import marshal
 import os
 import stat
-from typing import Any, NoReturn
+import sys
+
+from pipeline.sandbox import confine as _confine
+from pipeline.sandbox.rootfs import (
+    MS_PRIVATE,
+    MS_REC,
+    SetupError,
+    bind,
+    check,
+    libc,
+    mask_paths,
+    mount,
+    mount_dev,
+    mount_proc,
+    mount_sys,
+    pivot_into,
+    read_only_paths,
+)
+
+TYPE_CHECKING = False  # `typing` costs ~12 ms per step; annotations are strings anyway
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_REMOUNT = 0x20
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 0x40000
-
-PR_SET_PDEATHSIG = 1
-
 SETUP_FAILED = 125
 MAX_SYMLINKS = 40
-DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
-DEV_LINKS = (
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
-    ("ptmx", "pts/ptmx"),
-)
+KILL_SIGNAL = signal.SIGRTMIN  # pipeline.sandbox sends it to stage 1: "kill the step"
 FORWARDED = (
     signal.SIGINT,
     signal.SIGTERM,
@@ -76,27 +97,8 @@ FORWARDED = (
     signal.SIGUSR2,
 )
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = (
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-)
-_libc.unshare.argtypes = (ctypes.c_int,)
-_libc.sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
-_libc.prctl.argtypes = (
-    ctypes.c_int,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-)
-
-
-class SetupError(Exception):
-    """The sandbox could not be set up; the message is one line for the user."""
+libc.unshare.argtypes = (ctypes.c_int,)
+libc.sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
 
 
 # Signal forwarding: stage 1 forwards to stage 2, stage 2 to the workload's group.
@@ -109,6 +111,8 @@ def _forward(signum: int, _frame: object) -> None:
         _pending.append(signum)
         return
     pid, group = _target
+    if signum == KILL_SIGNAL:  # only stage 1 handles it
+        signum = signal.SIGKILL
     try:
         if group:
             os.killpg(pid, signum)
@@ -122,25 +126,6 @@ def _set_target(pid: int, group: bool) -> None:
     _target[:] = [pid, int(group)]
     while _pending:
         _forward(_pending.pop(0), None)
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise SetupError(f"{what}: {os.strerror(err)}")
-
-
-def _b(text: str | None) -> bytes | None:
-    return None if text is None else os.fsencode(text)
-
-
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
-    what = f"mount {fstype or source or ''} on {target}".replace("  ", " ")
-    _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data) if data else None), what)
-
-
-def _pdeathsig() -> None:
-    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
 
 
 def _report(fd: int, **message: Any) -> None:
@@ -174,21 +159,24 @@ def main(argv: list[str]) -> NoReturn:
         os._exit(SETUP_FAILED)
 
 
+def _read_spec(fd: int) -> dict[str, Any]:
+    data = os.pread(fd, os.fstat(fd).st_size, 0)
+    os.close(fd)
+    spec: dict[str, Any] = marshal.loads(data)
+    return spec
+
+
 def _stage1(argv: list[str]) -> NoReturn:
-    """Stage 1: new namespaces, then fork stage 2 and relay its exit status."""
-    for sig in FORWARDED:
+    """Stage 1: a new pid namespace, then fork stage 2 (its pid 1) and relay its status."""
+    for sig in (*FORWARDED, KILL_SIGNAL):
         signal.signal(sig, _forward)
-    with open(argv[1], "rb") as f:
-        spec = marshal.load(f)
+    spec = _read_spec(int(argv[1]))
     status_fd = spec["status_fd"]
     try:
-        _pdeathsig()
+        _confine.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != spec["parent_pid"]:
             os._exit(SETUP_FAILED)  # the caller died before we could watch it
-        flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC
-        if spec["network"] == "none":
-            flags |= CLONE_NEWNET
-        _check(_libc.unshare(flags), "unshare(mount, pid, uts, ipc namespaces)")
+        check(libc.unshare(CLONE_NEWPID), "unshare(pid namespace)")
     except SetupError as exc:
         _report(status_fd, error=str(exc))
         os._exit(SETUP_FAILED)
@@ -203,10 +191,11 @@ def _stage1(argv: list[str]) -> NoReturn:
 
 
 def _stage2(spec: dict[str, Any], alive_r: int) -> NoReturn:
-    """Pid 1 of the new pid namespace: mount everything, start the workload, reap."""
+    """Pid 1 of the new pid namespace: mount, pivot, start the workload, drop, reap."""
     status_fd = spec["status_fd"]
     try:
-        _pdeathsig()
+        _confine.set_pdeathsig(signal.SIGKILL)
+        _confine.set_dumpable(False)
         os.set_blocking(alive_r, False)
         try:
             if os.read(alive_r, 1) == b"":
@@ -232,28 +221,49 @@ def _stage2(spec: dict[str, Any], alive_r: int) -> NoReturn:
     except OSError:
         pass
     _set_target(pid, group=True)
+    try:
+        os.closerange(3, 1 << 20)
+        only_kill = _confine.mask(frozenset({"KILL"}))
+        _confine.limit_bounding(only_kill)
+        _confine.set_caps(only_kill)
+        _confine.set_pdeathsig(signal.SIGKILL)
+    except (SetupError, OSError) as exc:
+        os.kill(pid, signal.SIGKILL)
+        _die(SETUP_FAILED, f"pipeline sandbox: pid 1 cannot drop its privileges: {exc}")
     os._exit(_wait_for(pid))
 
 
 def _exec_workload(plan: dict[str, Any]) -> NoReturn:
-    """In the forked child: chroot, chdir, drop to the step's user, exec argv."""
+    """In the forked child, already inside the rootfs: confine, become the step's user,
+    keep fds 0-2 only, exec argv."""
     argv: list[str] = plan["argv"]
+    uid: int = plan["uid"]
+    caps: int = plan["caps"]
     try:
         os.setpgid(0, 0)
         for sig in (*FORWARDED, signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
-        os.chroot(plan["root"])
+        if plan["stdin_null"]:  # the rootfs's own /dev/null, not the caller's
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+        _confine.limit_bounding(caps)
+        _confine.landlock_scope(plan["landlock"])  # these two need CAP_SYS_ADMIN
+        plan["seccomp"].load()
+        _confine.set_caps(caps)  # from here on no more than a Docker container has
         os.chdir(plan["workdir"])
         os.setgroups(plan["groups"])
         os.setgid(plan["gid"])
-        os.setuid(plan["uid"])
+        os.setuid(uid)  # a non-root uid clears permitted and effective
+        if uid != 0:
+            _confine.set_caps(0)
         os.umask(0o022)
         os.closerange(3, 1 << 20)
-    except OSError as exc:
+    except (OSError, SetupError) as exc:
         _die(126, f"pipeline: cannot start step: {exc}")
     env: dict[str, str] = plan["env"]
     try:
-        os.execvpe(argv[0], argv, env)
+        _execvpe(argv, env)
     except FileNotFoundError:
         if "/" in argv[0]:
             _die(127, f"pipeline: exec {argv[0]}: no such file (or its interpreter is missing)")
@@ -261,6 +271,22 @@ def _exec_workload(plan: dict[str, Any]) -> NoReturn:
     except OSError as exc:
         _die(126, f"pipeline: exec {argv[0]}: {exc.strerror}")
     _die(126, "pipeline: exec returned")
+
+
+def _execvpe(argv: list[str], env: dict[str, str]) -> NoReturn:
+    """``os.execvpe`` without its lazy ``import warnings``: nothing may be imported after
+    the pivot (the import path is emptied then, see :func:`_setup`)."""
+    if "/" in argv[0]:
+        os.execve(argv[0], argv, env)
+    first: OSError | None = None
+    for folder in env.get("PATH", "").split(":"):
+        try:
+            os.execve(os.path.join(folder or ".", argv[0]), argv, env)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            first = first or exc
+    raise first or FileNotFoundError(argv[0])
 
 
 def _die(code: int, message: str) -> NoReturn:
@@ -274,16 +300,23 @@ def _die(code: int, message: str) -> NoReturn:
 
 
 def _setup(spec: dict[str, Any]) -> dict[str, Any]:
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    """Everything between the new namespaces and the workload's fork, in runc's order:
+    namespaces, rootfs and its mounts (host paths still reachable), placeholders recorded,
+    seccomp prepared, pivot, then read-only and masked paths (in-root paths)."""
+    flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP
+    if spec["network"] == "none":
+        flags |= CLONE_NEWNET
+    check(libc.unshare(flags), "unshare(mount, uts, ipc, cgroup namespaces)")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
     if spec["network"] == "none":
         _loopback_up()
     name = spec["hostname"].encode()
-    _check(_libc.sethostname(name, len(name)), f"sethostname({spec['hostname']!r})")
+    check(libc.sethostname(name, len(name)), f"sethostname({spec['hostname']!r})")
 
     root = spec["root"]
     os.chdir(spec["links"])  # the overlay options name lowerdirs relative to this dir
     try:
-        _mount("overlay", root, "overlay", 0, spec["overlay"])
+        mount("overlay", root, "overlay", 0, spec["overlay"])
     except SetupError as exc:
         raise SetupError(
             f"{exc} ({spec['layers']} lower layers, upper {spec['upper']}; the kernel log says why)"
@@ -313,58 +346,41 @@ def _setup(spec: dict[str, Any]) -> dict[str, Any]:
     _make_dirs(root, workdir, uid, gid)
 
     tracker = _Placeholders(root, spec["upper"])
-    proc = tracker.ensure("/proc", "dir")
-    _mount("proc", root + proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    _mount_dev(root + tracker.ensure("/dev", "dir"))
+    mount_proc(root + tracker.ensure("/proc", "dir"))
+    mount_dev(root + tracker.ensure("/dev", "dir"))
+    mount_sys(root + tracker.ensure("/sys", "dir"))
     if spec["resolv"]:
         for name in ("/etc/resolv.conf", "/etc/hosts"):
             if os.path.exists(name):
-                _bind(name, root + tracker.ensure(name, "file"), readonly=True)
-    for bind in spec["binds"]:
-        kind = "dir" if os.path.isdir(bind["source"]) else "file"
-        target = tracker.ensure(bind["target"], kind)
-        _bind(bind["source"], root + target, readonly=bind["readonly"])
+                bind(name, root + tracker.ensure(name, "file"), readonly=True)
+    for entry in spec["binds"]:
+        kind = "dir" if os.path.isdir(entry["source"]) else "file"
+        target = tracker.ensure(entry["target"], kind)
+        bind(entry["source"], root + target, readonly=entry["readonly"])
+    placeholders = tracker.records()  # the upper dir is out of reach after the pivot
 
+    seccomp = _confine.prepare_filter()
+    landlock = _confine.landlock_abi()
+    pivot_into(root)
+    # From here on nothing is imported: a module not loaded yet would be looked up in
+    # the image. With an empty path such an import fails instead (a bug, not a hole).
+    sys.path.clear()
+    sys.path_importer_cache.clear()
+    read_only_paths()
+    mask_paths()
     return {
-        "root": root,
-        "workdir": spec["workdir"],  # chdir after chroot: symlinks resolve in the image
+        "workdir": spec["workdir"],  # chdir after the pivot: symlinks resolve in the image
         "argv": spec["argv"],
         "env": env,
         "uid": uid,
         "gid": gid,
         "groups": groups,
-        "placeholders": tracker.records(),
+        "caps": _confine.mask(_confine.step_caps(own_network=spec["network"] == "none")),
+        "seccomp": seccomp,
+        "landlock": landlock,
+        "stdin_null": spec["stdin_null"],
+        "placeholders": placeholders,
     }
-
-
-def _bind(source: str, target: str, readonly: bool) -> None:
-    _mount(source, target, None, MS_BIND)
-    if readonly:
-        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
-        _mount(None, target, None, flags)
-
-
-def _mount_dev(dev: str) -> None:
-    _mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k")
-    for name in DEVICES:
-        host = "/dev/" + name
-        if os.path.exists(host):
-            path = f"{dev}/{name}"
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            _mount(host, path, None, MS_BIND)
-    os.mkdir(dev + "/shm", 0o1777)
-    os.chmod(dev + "/shm", 0o1777)
-    _mount("shm", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
-    os.mkdir(dev + "/pts", 0o755)
-    _mount(
-        "devpts",
-        dev + "/pts",
-        "devpts",
-        MS_NOSUID | MS_NOEXEC,
-        "newinstance,ptmxmode=0666,mode=0620,gid=5",
-    )
-    for name, target in DEV_LINKS:
-        os.symlink(target, f"{dev}/{name}")
 
 
 def _loopback_up() -> None:
