@@ -15,6 +15,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.fs.context import (
@@ -122,20 +123,23 @@ class ContextHasher:
         own location. The order of ``sources`` matters only where two sources give
         the same ``rel`` (the later wins). Raises as ``select`` does.
         """
-        h = hashlib.sha256()
-        _field(h, DIGEST_FORMAT)
+        return digest_of(self.manifest(context, sources, ignore))
+
+    def manifest(
+        self, context: Path, sources: Sequence[str], ignore: Sequence[str]
+    ) -> tuple[FileDigest, ...]:
+        """What ``digest`` covers, one row per path of the destination layout (sorted
+        by ``rel``): no file contents, only their digests. Raises as ``select`` does."""
+        rows = []
         for e in layout(select(context, sources, ignore)):
             if e.kind == "file":
-                payload = self.file_digest(e).encode()
+                payload = self.file_digest(e)
             elif e.kind == "symlink":
-                payload = fs_bytes(e.target)
+                payload = e.target
             else:
-                payload = b""
-            _field(h, fs_bytes(e.rel))
-            _field(h, e.kind.encode())
-            _field(h, b"%o" % e.mode)
-            _field(h, payload)
-        return "sha256:" + h.hexdigest()
+                payload = ""
+            rows.append(FileDigest(e.rel, e.kind, e.mode, payload))
+        return tuple(rows)
 
     def file_digest(self, entry: Entry) -> str:
         """``sha256:<hex>`` of a file entry's bytes, from the cache when its stat
@@ -177,6 +181,30 @@ class ContextHasher:
             self._cache[key] = (*fingerprint, digest)
             self._dirty = True
         return digest
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """One path of a COPY's destination layout as the content digest sees it: ``rel``,
+    kind (file, dir, symlink), permission bits and ``payload`` (a file's
+    ``sha256:<hex>``, a symlink's target, "" for a directory)."""
+
+    rel: str
+    kind: str
+    mode: int
+    payload: str
+
+
+def digest_of(rows: Sequence[FileDigest]) -> str:
+    """The COPY content digest of a manifest (see ``ContextHasher.digest``). Pure."""
+    h = hashlib.sha256()
+    _field(h, DIGEST_FORMAT)
+    for row in rows:
+        _field(h, fs_bytes(row.rel))
+        _field(h, row.kind.encode())
+        _field(h, b"%o" % row.mode)
+        _field(h, fs_bytes(row.payload) if row.kind == "symlink" else row.payload.encode())
+    return "sha256:" + h.hexdigest()
 
 
 def _field(h: hashlib._Hash, data: bytes) -> None:
