@@ -78,10 +78,29 @@ def tree_state(root: Path) -> str:
     return h.hexdigest()
 
 
+def check_build_report_schema(body: dict) -> None:
+    """The ``--json-report`` schema, version 1, as docs/ci.md documents it."""
+    assert body["schema"] == "pipeline-build-report" and body["version"] == 1
+    assert set(body) == {"schema", "version", "totals", "images", "rows", "nodes"}
+    assert set(body["totals"]) == {
+        "unique_nodes", "built", "cached", "pulled", "failed", "skipped", "hit_ratio",
+        "bytes_written", "unique_bytes", "naive_bytes", "saved_bytes", "seconds",
+    }  # fmt: skip
+    for image in body["images"].values():
+        assert set(image) == {"manifest", "names"}
+    for row in body["rows"]:
+        assert set(row) == {"image", "layers", "cached", "built", "seconds"}
+    for node in body["nodes"]:
+        assert set(node) == {"key", "label", "kind", "apps", "outcome", "seconds", "size"}
+    assert body["nodes"] and body["rows"]
+
+
 def test_why_names_the_changed_input(busybox_store: Cli, tmp_path: Path) -> None:
     cli = busybox_store
     specs = write_fleet(tmp_path)
-    cli("build-all", "--progress", "quiet")
+    report = tmp_path / "build.json"
+    cli("build-all", "--progress", "quiet", "--json-report", str(report))
+    check_build_report_schema(json.loads(report.read_text()))
     fleet_file = specs / "fleet.hcl"
     original = fleet_file.read_text()
 
@@ -273,3 +292,26 @@ def test_html_report_renders_in_chromium(busybox_store: Cli, tmp_path: Path) -> 
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_bench_deps_and_base_changes(busybox_store: Cli, tmp_path: Path, store_path: Path) -> None:
+    cli = busybox_store
+    specs = write_fleet(tmp_path)
+    before = tree_state(specs)
+    names = "SELECT name, manifest FROM images ORDER BY name"
+    stored = sqlite3.connect(store_path / "index.db").execute(names).fetchall()
+    out = tmp_path / "deps.json"
+    cli("bench", "--change", "deps", "--apps", "one", "--rounds", "1", "--json", str(out))
+    (change,) = [p for p in json.loads(out.read_text())["phases"] if p["name"] == "change"]
+    # app one has no RUN step of its own: the one of image.tools, which two shares, changes
+    assert change["changed"] == "fleet.hcl:10"
+    (r,) = change["rounds"]
+    assert r["layers_rebuilt"] == 3 and r["apps_rebuilt"] == ["app.one", "app.two"]
+    out = tmp_path / "base.json"
+    cli("bench", "--change", "base", "--apps", "three", "--rounds", "1", "--json", str(out))
+    (change,) = [p for p in json.loads(out.read_text())["phases"] if p["name"] == "change"]
+    assert change["changed"] == "base busybox:latest"
+    (r,) = change["rounds"]
+    assert r["layers_rebuilt"] == 5 and r["apps_rebuilt"] == ["app.one", "app.three", "app.two"]
+    assert tree_state(specs) == before
+    assert sqlite3.connect(store_path / "index.db").execute(names).fetchall() == stored

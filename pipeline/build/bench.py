@@ -14,7 +14,7 @@ imports and spec parsing included, as a user or CI runs it; the benchmark suite 
   (new text each round); ``deps`` appends a shell comment to the line that declares
   the app's first RUN step (its command changes, so that layer and everything above it
   rebuild); ``base`` gives the app's base a new top layer in the scratch store.
-  The change is undone after the app's rounds.
+  Each round's change is undone before the next app's.
 
 Contracts: the user's files and store are only read. The copy is the smallest
 directory that holds the specs, every build context and every Dockerfile, without
@@ -31,12 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError, UsageError
+from pipeline.fs.contexthash import FileDigest
 from pipeline.model import Copy, Fleet, ImageDef, Run
 from pipeline.store import Store
 
@@ -181,7 +182,9 @@ def comment_for(path: Path) -> str | None:
     return None
 
 
-def pick_source_file(image: ImageDef, manifests: Mapping[Copy, Sequence[Any]]) -> Path | None:
+def pick_source_file(
+    image: ImageDef, manifests: Mapping[Copy, Sequence[FileDigest]]
+) -> Path | None:
     """A text file the image's last context COPY takes, whose comment syntax is known
     (the first by path)."""
     for step in reversed(image.steps):
@@ -212,17 +215,23 @@ def append_comment(path: Path, revision: int) -> None:
 
 
 def deps_line(image: ImageDef, fleet: Fleet) -> tuple[Path, int] | None:
-    """(file, line) declaring the image's first own RUN step, where a shell comment can
-    be appended: a Dockerfile RUN line, or an HCL ``command = "..."`` line."""
+    """(file, line) declaring the first RUN step of the image (or of the image it is
+    built on, when it has none), where a shell comment can be added: a one-line
+    Dockerfile RUN, or an HCL ``command = "..."`` line (on the block's line or one of
+    the three after it). None otherwise, e.g. for a lowered ``pip`` or ``apt`` list."""
     for step in image.steps:
         if isinstance(step, Run) and step.loc is not None and step.loc.line:
             path = Path(step.loc.file)
             lines = path.read_text().splitlines()
-            line = lines[step.loc.line - 1].rstrip() if step.loc.line <= len(lines) else ""
+            first = step.loc.line - 1
+            line = lines[first].rstrip() if first < len(lines) else ""
             if line.lstrip().upper().startswith("RUN ") and not line.endswith("\\"):
                 return path, step.loc.line
-            if line.lstrip().startswith("command") and line.endswith('"'):
-                return path, step.loc.line
+            for i in range(first, min(first + 4, len(lines))):
+                text = lines[i]
+                at = text.find("command")
+                if at >= 0 and text.rfind('"') > text.find('"', at) > at:
+                    return path, i + 1
             return None
     if image.base.kind == "block" and image.base.ref in fleet.images:
         return deps_line(fleet.images[image.base.ref], fleet)
@@ -230,10 +239,18 @@ def deps_line(image: ImageDef, fleet: Fleet) -> tuple[Path, int] | None:
 
 
 def append_shell_comment(path: Path, line: int, revision: int) -> None:
+    """Add ``# pipeline bench: change N`` at the end of a RUN line's command (inside the
+    closing quote of an HCL ``command = "..."``)."""
     lines = path.read_text().splitlines(keepends=True)
     text = lines[line - 1].rstrip("\n")
     note = f" # pipeline bench: change {revision}"
-    lines[line - 1] = (text[:-1] + note + '"' if text.endswith('"') else text + note) + "\n"
+    at = text.find("command")
+    quote = text.rfind('"')
+    if at >= 0 and quote > text.find('"', at) > at:
+        text = text[:quote] + note + text[quote:]
+    else:
+        text += note
+    lines[line - 1] = text + "\n"
     path.write_text("".join(lines))
 
 
@@ -327,6 +344,7 @@ def run_bench(
         finally:
             scratch.close()
         counter = iter(range(1, 1_000_000))
+        revisions = iter(range(1, 1_000_000))  # new content for every round of every app
 
         def measure() -> dict[str, Any]:
             report = work / f"report-{next(counter)}.json"
@@ -344,7 +362,7 @@ def run_bench(
         for app in apps:
             image = copied.images[app]
             done(_change_phase(app, image, copied, change, rounds, tree, store_dir, epoch,
-                               measure, manifests, fleet, root))  # fmt: skip
+                               measure, manifests, fleet, root, revisions))  # fmt: skip
     return BenchReport(str(specs), change, rounds, jobs, tuple(phases))
 
 
@@ -361,6 +379,7 @@ def _change_phase(
     manifests: Mapping[Copy, Any],
     fleet: Fleet,
     root: Path,
+    revisions: Iterator[int],
 ) -> Phase:
     if change == "source":
         original = pick_source_file(fleet.images[app], manifests)
@@ -370,7 +389,7 @@ def _change_phase(
         before = path.read_bytes()
         try:
             runs = []
-            for r in range(1, rounds + 1):
+            for r in (next(revisions) for _ in range(rounds)):
                 append_comment(path, r)
                 runs.append(measure())
                 path.write_bytes(before)
@@ -386,7 +405,7 @@ def _change_phase(
         before = path.read_bytes()
         try:
             runs = []
-            for r in range(1, rounds + 1):
+            for r in (next(revisions) for _ in range(rounds)):
                 append_shell_comment(path, line, r)
                 runs.append(measure())
                 path.write_bytes(before)
@@ -401,7 +420,7 @@ def _change_phase(
         original_digest = scratch.resolve(ref)
         assert original_digest is not None
         runs = []
-        for r in range(1, rounds + 1):
+        for r in (next(revisions) for _ in range(rounds)):
             new_base_top(scratch, ref, r, epoch)
             runs.append(measure())
         scratch.tag(ref, original_digest)
@@ -442,9 +461,7 @@ def render(report: BenchReport, human_bytes: Callable[[float], str]) -> str:
                 str(last["layers_rebuilt"]),
                 human_bytes(last["bytes_written"]),
                 f"{last['hit_ratio']:.0%}",
-                str(len(apps))
-                if len(apps) > 3
-                else ", ".join(a.removeprefix("app.") for a in apps),
+                _apps(apps),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -9,11 +9,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.cli.common import spec_options, workspace
 from pipeline.errors import PipelineError, UsageError
+
+if TYPE_CHECKING:
+    from pipeline.build.why import AppWhy
 
 FORMAT = click.option(
     "--format",
@@ -53,10 +57,7 @@ def why(
     click.echo("\n".join(explain.render(r) for r in results))
 
 
-def _only_step(result: object, step: str) -> object:
-    from pipeline.build.why import AppWhy
-
-    assert isinstance(result, AppWhy)
+def _only_step(result: AppWhy, step: str) -> AppWhy:
     if step.isdigit():
         kept = tuple(n for n in result.nodes if n.position == int(step))
     else:
