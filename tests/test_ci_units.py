@@ -187,3 +187,12 @@ def test_dag_source_marks_shared_nodes() -> None:
     assert '\\"hi\\"' in text  # labels are quoted for dot
     assert "n111111111111 -> n222222222222;" in text
     assert "n333333333333 -> o0;" in text
+
+
+def test_long_values_are_cut_to_where_they_differ() -> None:
+    old, new = "a" * 100 + "X" + "b" * 100, "a" * 100 + "Y" + "b" * 100
+    assert why._pair(old, new) == (
+        '"…' + "a" * 24 + "X" + "b" * 24 + '…"',
+        '"…' + "a" * 24 + "Y" + "b" * 24 + '…"',
+    )
+    assert why._pair("short", None) == ('"short"', "unset")

@@ -275,7 +275,28 @@ def why_app(store: Store, graph: BuildGraph, app: str, manifests: keyinputs.Mani
 
 
 def _value(v: str | None) -> str:
-    return "unset" if v is None else json.dumps(v) if len(v) <= 120 else json.dumps(v[:117] + "...")
+    return "unset" if v is None else json.dumps(v)
+
+
+def _pair(old: str | None, new: str | None, context: int = 24) -> tuple[str, str]:
+    """Two values as shown: long strings cut down to where they differ (with
+    ``context`` characters around it), so a long command shows its changed part."""
+    if old is None or new is None or len(old) + len(new) <= 160:
+        return _value(old), _value(new)
+    head = 0
+    while head < min(len(old), len(new)) and old[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(old), len(new)) - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    start = max(0, head - context)
+
+    def cut(text: str) -> str:
+        end = min(len(text), len(text) - tail + context)
+        body = json.dumps(text[start:end])[1:-1]
+        return f'"{"…" if start else ""}{body}{"…" if end < len(text) else ""}"'
+
+    return cut(old), cut(new)
 
 
 def render(why: AppWhy) -> str:
@@ -298,9 +319,11 @@ def render(why: AppWhy) -> str:
                     " (an earlier layer changed)"
                 )
             elif c.what == "env":
-                lines.append(f"      env {c.name}: {_value(c.old)} -> {_value(c.new)}")
+                old, new = _pair(c.old, c.new)
+                lines.append(f"      env {c.name}: {old} -> {new}")
             else:
-                lines.append(f"      {c.what}: {_value(c.old)} -> {_value(c.new)}")
+                old, new = _pair(c.old, c.new)
+                lines.append(f"      {c.what}: {old} -> {new}")
         if n.files:
             lines.extend(_files_lines(n.files))
         if n.against and n.against != n.key and not n.changes and not n.files:

@@ -54,7 +54,12 @@ def why(
     if fmt == "json":
         click.echo(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
         return
-    click.echo("\n".join(explain.render(r) for r in results))
+    for r in results:
+        if step is not None and not r.nodes:
+            against = f"build #{r.compared_build}" if r.compared_build else "the store"
+            click.echo(f"{r.app}: no layer matching {step!r} differs from {against}")
+        else:
+            click.echo(explain.render(r))
 
 
 def _only_step(result: AppWhy, step: str) -> AppWhy:

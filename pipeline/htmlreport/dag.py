@@ -30,10 +30,11 @@ def _bytes(n: int | None) -> str:
 
 
 def _q(text: str) -> str:
-    return json.dumps(text)
+    """A dot string literal (a newline in ``text`` becomes dot's ``\\n``)."""
+    return json.dumps(text, ensure_ascii=False)
 
 
-def _clip(text: str, width: int = 46) -> str:
+def _clip(text: str, width: int = 40) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -52,7 +53,7 @@ def dot_source(data: ReportData) -> str:
         shared = (
             f"shared by {len(n.apps)} apps" if n.shared else short_app(n.apps[0]) if n.apps else ""
         )
-        label = f"{_clip(n.label)}\\n{short(n.key)} · {_bytes(n.size)} · {shared}"
+        label = f"{_clip(n.label)}\n{short(n.key)} · {_bytes(n.size)}\n{shared}"
         tip = f"{n.label}\n{n.key}\napps: {app_list(n.apps, 50)}"
         pen = ', penwidth=2, color="#b07a00"' if n.shared else ', color="#6b7a90"'
         out.append(

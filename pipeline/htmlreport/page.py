@@ -52,7 +52,7 @@ h2 { font-size: 17px; margin-top: 28px; }
 .legend span { display: inline-block; padding: 2px 8px; margin-right: 8px; border-radius: 4px; }
 table { border-collapse: collapse; font-size: 13px; }
 td, th { border-bottom: 1px solid #e3e7ec; padding: 4px 10px; text-align: left; }
-td.num, th.num { text-align: right; }
+td.num, th.num { text-align: right; white-space: nowrap; }
 .plot { margin-top: 12px; }
 """
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pipeline.digest import short
 from pipeline.htmlreport.data import ReportData, app_list, short_app
 
 MIB = 1024 * 1024
@@ -74,9 +75,13 @@ def bytes_figure(data: ReportData) -> dict[str, Any]:
 
 def timeline_figure(data: ReportData) -> dict[str, Any]:
     """Each recorded build: duration (bars) and cache hit ratio (line), by start time."""
-    when = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(b.started)) for b in data.builds]
+    when = [f"#{b.id}" for b in data.builds]
     colors = {"ok": "#5b8ccf", "failed": "#d9534f", "error": "#d9534f", "running": "#aaaaaa"}
-    text = [f"#{b.id} {b.status}: {b.built} built, {b.cached} cached" for b in data.builds]
+    text = [
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(b.started))} {b.status}:"
+        f" {b.built} built, {b.cached} cached"
+        for b in data.builds
+    ]
     traces = [
         {
             "type": "bar",
@@ -85,7 +90,8 @@ def timeline_figure(data: ReportData) -> dict[str, Any]:
             "y": [round(b.seconds, 3) for b in data.builds],
             "text": text,
             "marker": {"color": [colors.get(b.status, "#888888") for b in data.builds]},
-            "hovertemplate": "%{text}<br>%{y:.2f} s<extra></extra>",
+            "textposition": "none",
+            "hovertemplate": "%{x} %{text}<br>%{y:.2f} s<extra></extra>",
         },
         {
             "type": "scatter",
@@ -95,19 +101,21 @@ def timeline_figure(data: ReportData) -> dict[str, Any]:
             "y": [b.hit_ratio for b in data.builds],
             "yaxis": "y2",
             "line": {"color": "#2e9e5b"},
-            "hovertemplate": "%{y:.0%} hits<extra></extra>",
+            "text": text,
+            "hovertemplate": "%{x} %{text}<br>%{y:.0%} hits<extra></extra>",
         },
     ]
     layout = _layout(
         "Recent builds: duration and cache hit ratio",
         360,
-        xaxis={"title": {"text": "build started"}, "type": "category"},
+        xaxis={"title": {"text": "build (oldest first)"}, "type": "category"},
         yaxis={"title": {"text": "seconds"}, "gridcolor": "#e5e5e5", "rangemode": "tozero"},
         yaxis2={
             "title": {"text": "hit ratio"},
             "overlaying": "y",
             "side": "right",
-            "range": [0, 1.05],
+            "range": [-0.02, 1.05],
+            "tickvals": [0, 0.25, 0.5, 0.75, 1],
             "tickformat": ".0%",
         },
         legend={"orientation": "h", "y": -0.3},
@@ -118,13 +126,16 @@ def timeline_figure(data: ReportData) -> dict[str, Any]:
 
 def slowest_figure(data: ReportData) -> dict[str, Any]:
     """The slowest built steps of the recorded builds."""
-    labels = [f"#{s.build} {s.label[:48]}{'…' if len(s.label) > 48 else ''}" for s in data.slowest]
+    labels = [
+        f"{s.label[:44]}{'…' if len(s.label) > 44 else ''} ({short(s.key, 8)})"
+        for s in data.slowest
+    ]
     trace = {
         "type": "bar",
         "orientation": "h",
         "y": labels,
         "x": [round(s.seconds, 3) for s in data.slowest],
-        "text": [app_list(s.apps) for s in data.slowest],
+        "text": [f"build #{s.build}: {app_list(s.apps)}" for s in data.slowest],
         "marker": {"color": "#8e6cc4"},
         "hovertemplate": "%{y}<br>%{x:.2f} s<br>%{text}<extra></extra>",
     }
@@ -135,6 +146,11 @@ def slowest_figure(data: ReportData) -> dict[str, Any]:
         yaxis={"autorange": "reversed", "automargin": True},
         margin={"l": 20, "r": 30, "t": 50, "b": 50},
     )
+    if not data.slowest:
+        layout["annotations"] = [
+            {"text": "no built steps recorded", "showarrow": False, "x": 0.5, "y": 0.5,
+             "xref": "paper", "yref": "paper"}
+        ]  # fmt: skip
     return {"data": [trace], "layout": layout}
 
 
