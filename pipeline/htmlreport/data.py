@@ -122,11 +122,11 @@ def gather(
         for r in records
     )
     slowest_of: dict[str, SlowStep] = {}  # per key, its slowest build
-    for n in store.build_nodes(r.id for r in store.builds(SLOW_STEP_BUILDS)):
-        if n.outcome == "built" and (
-            n.key not in slowest_of or n.seconds > slowest_of[n.key].seconds
+    for row in store.build_nodes(r.id for r in store.builds(SLOW_STEP_BUILDS)):
+        if row.outcome == "built" and (
+            row.key not in slowest_of or row.seconds > slowest_of[row.key].seconds
         ):
-            slowest_of[n.key] = SlowStep(n.key, n.label, n.apps, n.seconds, n.build)
+            slowest_of[row.key] = SlowStep(row.key, row.label, row.apps, row.seconds, row.build)
     steps = sorted(slowest_of.values(), key=lambda s: (-s.seconds, s.build))
     return ReportData(
         title,
