@@ -163,7 +163,10 @@ def reset_sources(fleet: Fleet) -> None:
 def record(
     benchmark: Any, fleet: Fleet, report: dict[str, Any], store: Path, base_bytes: int
 ) -> None:
-    """Put the sharing and disk figures of a build into ``benchmark.extra_info``."""
+    """Put the sharing and disk figures of a build into ``benchmark.extra_info``; under
+    ``figures``, the same figures ``pipeline bench`` reports for a phase."""
+    from pipeline.build.bench import figures
+
     t = report["totals"]
     store_bytes = harness.tree_bytes(store)["apparent"]
     benchmark.extra_info.update(
@@ -184,5 +187,6 @@ def record(
             "disk_saved_bytes": t["saved_bytes"],
             "bytes_written": t.get("bytes_written"),
             "generated_unique_bytes": fleet.shape.unique_data_bytes + fleet.shape.source_bytes,
+            "figures": figures(report, report["_run"].seconds) if "_run" in report else None,
         }
     )

@@ -108,11 +108,13 @@ def pipeline(store: Path, *args: str, cwd: Path | None = None, timeout: float = 
 def build_all(
     store: Path, specs: Path, report: Path, jobs: int | None = None, timeout: float = 3600
 ) -> tuple[Run, dict[str, Any]]:
-    """One quiet ``build-all`` with a JSON report; returns the run and the report."""
-    args = ["build-all", "--specs", str(specs), "--progress", "quiet", "--json-report", str(report)]
-    if jobs:
-        args += ["-j", str(jobs)]
-    run = pipeline(store, *args, cwd=specs.parent, timeout=timeout)
+    """One quiet ``build-all`` with a JSON report; returns the run and the report. The
+    command line is ``pipeline bench``'s own (``pipeline.build.bench.build_all_argv``),
+    so the suite and ``pipeline bench`` measure the same thing."""
+    from pipeline.build.bench import build_all_argv
+
+    argv = build_all_argv(store, specs, report, jobs)
+    run = run_with_rusage(argv, cwd=specs.parent, env=pipeline_env(), timeout=timeout)
     return run, json.loads(report.read_text())
 
 

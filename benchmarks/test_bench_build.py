@@ -14,6 +14,7 @@ import pytest
 from benchmarks import harness
 from benchmarks.conftest import SIZES, Fleets, Sizes, case_id, record, reset_sources
 from benchmarks.workload import Fleet, change_source
+from pipeline.build.bench import figures
 
 pytestmark = pytest.mark.slow
 
@@ -123,3 +124,43 @@ def test_one_change_build_all(
         assert rebuilt[0]["apps"] == [f"app.{fleet.apps[0]}"]
     record(benchmark, fleet, reports[-1], store, _BUILT[apps][1])
     benchmark.extra_info["peak_rss_bytes"] = max(r["_run"].peak_rss for r in reports)
+
+
+@pytest.mark.parametrize("apps", SIZES.apps[:1], ids=case_id)
+def test_pipeline_bench_agrees_with_the_suite(
+    fleets: Fleets, fresh_store: Any, sizes: Sizes, apps: int, tmp_path: Path
+) -> None:
+    """``pipeline bench`` on the generated fleet measures what this suite measures: the
+    same cold build and sharing figures, and after a source change of one app one layer
+    of that app rebuilt, in about the suite's one-change time."""
+    import json
+
+    fleet = fleets[apps]
+    reset_sources(fleet)
+    app = fleet.apps[0]
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--specs", str(fleet.specs), "--apps", app, "--rounds", str(sizes.rounds)]
+    harness.pipeline(fresh_store(), *argv, "-j", str(sizes.jobs), "--json", str(out), cwd=tmp_path)
+    phases = {p["name"]: p for p in json.loads(out.read_text())["phases"]}
+
+    store = fresh_store()
+    cold_run, cold = harness.build_all(store, fleet.specs, tmp_path / "cold.json", sizes.jobs)
+    change_source(fleet, revision=1)
+    try:
+        change_run, changed = harness.build_all(
+            store, fleet.specs, tmp_path / "change.json", sizes.jobs
+        )
+    finally:
+        reset_sources(fleet)
+    suite_cold = figures(cold, cold_run.seconds)
+    suite_change = figures(changed, change_run.seconds)
+
+    bench_cold = phases["cold"]["rounds"][0]
+    for key in ("layers_rebuilt", "unique_bytes", "naive_bytes", "saved_bytes", "bytes_written"):
+        assert bench_cold[key] == suite_cold[key], key
+    for r in phases["change"]["rounds"]:
+        assert r["layers_rebuilt"] == suite_change["layers_rebuilt"] == 1
+        assert r["apps_rebuilt"] == suite_change["apps_rebuilt"] == [f"app.{app}"]
+        assert r["saved_bytes"] == suite_change["saved_bytes"]
+    a, b = phases["change"]["seconds"], suite_change["seconds"]
+    assert abs(a - b) <= 0.5 + 0.5 * max(a, b), (a, b)

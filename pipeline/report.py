@@ -137,8 +137,13 @@ def plan_mermaid(graph: BuildGraph) -> str:
 # -- build summaries -----------------------------------------------------------------
 
 
+BUILD_REPORT_SCHEMA = "pipeline-build-report"
+BUILD_REPORT_VERSION = 1  # docs/ci.md: bumped only when a field changes meaning or goes away
+
+
 def build_json(graph: BuildGraph, result: BuildResult) -> dict[str, Any]:
-    """Totals, per-image rows and per-node outcomes, for scripts and benchmarks."""
+    """Totals, per-image rows and per-node outcomes, for scripts and benchmarks: the
+    ``--json-report`` schema of docs/ci.md."""
     nodes = []
     for key, r in result.nodes.items():
         node = graph.node(key)
@@ -162,7 +167,14 @@ def build_json(graph: BuildGraph, result: BuildResult) -> dict[str, Any]:
         {"image": n, "layers": la, "cached": c, "built": b, "seconds": round(s, 3)}
         for n, la, c, b, s in summary_rows(graph, result)
     ]
-    return {"totals": build_totals(graph, result), "images": images, "rows": rows, "nodes": nodes}
+    return {
+        "schema": BUILD_REPORT_SCHEMA,
+        "version": BUILD_REPORT_VERSION,
+        "totals": build_totals(graph, result),
+        "images": images,
+        "rows": rows,
+        "nodes": nodes,
+    }
 
 
 def summary_text(graph: BuildGraph, result: BuildResult) -> str:

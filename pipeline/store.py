@@ -10,7 +10,7 @@ Layout under the store root::
     locks/<hex>.lock                 one lock per cache key while it is being built
     gc.lock                          builds hold it shared, prune exclusive
     index.db                         SQLite (WAL): cache keys -> layers, names -> manifests,
-                                     build records
+                                     build records, the inputs of each node's key
 
 Contracts:
 * Atomic: a blob appears by temp -> fsync -> rename; a layer dir appears by one rename
@@ -35,7 +35,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS builds (
 CREATE TABLE IF NOT EXISTS build_nodes (
     build INTEGER NOT NULL, key TEXT NOT NULL, label TEXT NOT NULL, apps TEXT NOT NULL,
     outcome TEXT NOT NULL, seconds REAL NOT NULL, diff_id TEXT);
+CREATE TABLE IF NOT EXISTS node_inputs (key TEXT PRIMARY KEY, material TEXT NOT NULL);
 """
 
 
@@ -74,6 +75,31 @@ def default_store_path() -> Path:
 class LayerRecord:
     diff_id: str
     size: int
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """One row of ``builds``: times are Unix seconds; ``finished`` is None while running."""
+
+    id: int
+    started: float
+    finished: float | None
+    status: str
+    command: str
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BuildNodeRecord:
+    """One node's outcome in one build (``apps`` are image ids such as ``app.web``)."""
+
+    build: int
+    key: str
+    label: str
+    apps: tuple[str, ...]
+    outcome: str
+    seconds: float
+    diff_id: str | None
 
 
 @dataclass(frozen=True)
@@ -442,6 +468,70 @@ class Store:
             " VALUES (?,?,?,?,?,?,?)",
             (build_id, key, label, apps, outcome, seconds, diff_id),
         )
+
+    def builds(self, limit: int = 50) -> list[BuildRecord]:
+        """The ``limit`` most recent build records, oldest first."""
+        rows = self._query(
+            "SELECT id, started, finished, status, command, summary FROM builds"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            BuildRecord(int(i), float(s), f, str(st), str(c), json.loads(m) if m else {})
+            for i, s, f, st, c, m in reversed(rows)
+        ]
+
+    def build_nodes(self, build_ids: Iterable[int]) -> list[BuildNodeRecord]:
+        """The per-node rows of the given builds, in the order they were written."""
+        ids = sorted(set(build_ids))
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self._query(
+            "SELECT build, key, label, apps, outcome, seconds, diff_id FROM build_nodes"
+            f" WHERE build IN ({marks}) ORDER BY rowid",
+            tuple(ids),
+        )
+        return [
+            BuildNodeRecord(int(b), str(k), str(la), tuple(a.split(",")) if a else (), o, s, d)
+            for b, k, la, a, o, s, d in rows
+        ]
+
+    # -- key inputs (what ``pipeline why`` compares) -----------------------------------
+
+    def put_node_inputs(self, rows: Iterable[tuple[str, str]]) -> None:
+        """Keep the JSON key material of nodes, keyed by cache key; one transaction.
+        Idempotent: a key's material never changes, so a key already kept is left."""
+        batch = list(rows)
+        if not batch:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO node_inputs(key, material) VALUES (?,?)", batch
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def node_inputs(self, keys: Iterable[str]) -> dict[str, str]:
+        """key -> JSON material for the given keys that are kept (others are absent)."""
+        out: dict[str, str] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows = self._query(
+                f"SELECT key, material FROM node_inputs WHERE key IN ({marks})", tuple(part)
+            )
+            out.update((str(k), str(m)) for k, m in rows)
+        return out
+
+    def all_node_inputs(self) -> dict[str, str]:
+        """Every kept key -> JSON material (for looking up a node's closest relative)."""
+        return {str(k): str(m) for k, m in self._query("SELECT key, material FROM node_inputs")}
 
     # -- accounting and pruning ------------------------------------------------------
 

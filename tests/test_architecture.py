@@ -23,6 +23,7 @@ HOMES = {
     "click": ("pipeline.cli.",),
     "pathspec": ("pipeline.fs.patterns",),
     "dockerfile_parse": ("pipeline.spec.dockerfile",),
+    "plotly": ("pipeline.htmlreport.plots",),
 }
 
 

@@ -54,6 +54,17 @@ def rootfs_tar(name: str, out: Path, include: Sequence[str] = (), epoch: int = 0
         "--dpkgopt=path-exclude=/usr/share/man/*",
         "--dpkgopt=path-exclude=/usr/share/locale/*",
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        # Reproducible RUN steps on this base: apt and dpkg keep no logs with times
+        # in them (dpkg.cfg's log line points at /dev/null), apt no binary package caches
+        # (as Docker's debian images), and ldconfig cannot write its aux-cache (inode
+        # numbers and ctimes): /var/cache/ldconfig is a file, and ldconfig then skips
+        # saving it without an error. `pipeline verify` checks the result.
+        '--aptopt=Dir::Log::Terminal "/dev/null"',
+        '--aptopt=Dir::Log::History "/dev/null"',
+        '--aptopt=Dir::Cache::pkgcache ""',
+        '--aptopt=Dir::Cache::srcpkgcache ""',
+        '--customize-hook=rm -rf "$1/var/cache/ldconfig" && : > "$1/var/cache/ldconfig"'
+        " && sed -i 's|^log .*|log /dev/null|' \"$1/etc/dpkg/dpkg.cfg\"",
     ]
     if include:
         argv.append("--include=" + ",".join(include))

@@ -348,7 +348,7 @@ def _run_step(
     step = node.step
     assert isinstance(step, Run)
     binds = []
-    env = node.env
+    env = with_epoch_env(node.env, options.epoch)
     if options.ca_bundle is not None:
         binds.append(BindMount(options.ca_bundle, CA_TARGET, readonly=True))
         env = _with_ca_env(env)
@@ -392,6 +392,15 @@ def _with_ca_env(env: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...
     for name in CA_VARIABLES:
         out.setdefault(name, CA_TARGET)
     return tuple(sorted(out.items()))
+
+
+def with_epoch_env(env: tuple[tuple[str, str], ...], epoch: int) -> tuple[tuple[str, str], ...]:
+    """The step's env plus ``SOURCE_DATE_EPOCH`` (the build's epoch), unless the step
+    sets its own: tools that honour it (pip's byte-compiling, gzip, ...) then write the
+    same bytes on every build. Like the CA variables, never part of a cache key."""
+    if any(name == "SOURCE_DATE_EPOCH" for name, _ in env):
+        return env
+    return tuple(sorted((*env, ("SOURCE_DATE_EPOCH", str(epoch)))))
 
 
 def default_ca_bundle(environ: Mapping[str, str]) -> Path | None:

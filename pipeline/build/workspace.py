@@ -23,7 +23,7 @@ Contracts:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from pipeline.store import Store
 if TYPE_CHECKING:
     from pipeline.build.executor import BuildOptions, BuildResult, Reporter
     from pipeline.build.images import StoredImage
+    from pipeline.fs.contexthash import FileDigest
     from pipeline.registry.client import Registries
 
 MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: the largest time a tar header and RFC 3339 share
@@ -101,6 +102,8 @@ class Workspace:
         self.specs = specs
         self.overrides = dict(overrides or {})
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        # what each compiled COPY took from its context (for the key inputs kept per node)
+        self.copy_manifests: dict[Copy, tuple[FileDigest, ...]] = {}
 
     # -- the store and settings --------------------------------------------------------
 
@@ -169,14 +172,16 @@ class Workspace:
         """The merged DAG of ``outputs`` (default: everything build-all builds)."""
         from pipeline.build.images import resolve_bases
         from pipeline.fs.context import ContextError
-        from pipeline.fs.contexthash import ContextHasher
+        from pipeline.fs.contexthash import ContextHasher, digest_of
 
         store = self.store
         hasher = ContextHasher(store.root / "context-cache.json")
 
         def copy_digest(copy: Copy) -> str:
             try:
-                return hasher.digest(Path(copy.context), copy.sources, copy.ignore)
+                rows = hasher.manifest(Path(copy.context), copy.sources, copy.ignore)
+                self.copy_manifests[copy] = rows
+                return digest_of(rows)
             except ContextError as exc:
                 raise exc.at(copy.loc) from None
             except UnsafePathError as exc:
@@ -283,7 +288,21 @@ class Workspace:
                     node_result.seconds,
                     node_result.layers[-1] if node_result.layers else None,
                 )
+        self.keep_key_inputs(graph, result.nodes)
         return result
+
+    def keep_key_inputs(self, graph: BuildGraph, keys: Iterable[str]) -> None:
+        """Keep the key inputs of ``keys`` that the store lacks (for ``pipeline why``);
+        COPY file lists come from this workspace's ``compile``."""
+        from pipeline.build import keyinputs
+
+        wanted = list(keys)
+        known = self.store.node_inputs(wanted)
+        missing = [k for k in wanted if k not in known]
+        if not missing:
+            return
+        found = keyinputs.materials(graph, missing, self.copy_manifests)
+        self.store.put_node_inputs((k, keyinputs.encode(m)) for k, m in found.items())
 
     # -- names in the store ----------------------------------------------------------
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli import container, fleet, images, remote
+from pipeline.cli import ci, container, fleet, images, remote
 from pipeline.cli.common import Ctx
 from pipeline.errors import PipelineError
 
@@ -49,6 +49,11 @@ for command in (
     container.run_,
     remote.push,
     remote.pull,
+    ci.why,
+    ci.affected,
+    ci.verify,
+    ci.bench,
+    ci.report_,
 ):
     main.add_command(command)
 

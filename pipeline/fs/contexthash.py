@@ -15,6 +15,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.fs.context import (
@@ -34,24 +35,28 @@ from pipeline.fs.context import (
 # content digests with a stat cache
 
 
-def digest_entries(entries: Sequence[Entry], file_digest: Callable[[Entry], str]) -> str:
-    """The content digest of a COPY selection (``select``'s entries), with each file's
-    ``sha256:<hex>`` from ``file_digest``: the one format :meth:`ContextHasher.digest`
-    keys COPY steps by and the copier checks what it copied against. Pure."""
-    h = hashlib.sha256()
-    _field(h, DIGEST_FORMAT)
+def manifest_of(
+    entries: Sequence[Entry], file_digest: Callable[[Entry], str]
+) -> tuple[FileDigest, ...]:
+    """One row per path of the destination layout of ``select``'s entries (sorted by
+    ``rel``), each file's ``sha256:<hex>`` from ``file_digest``. Pure."""
+    rows = []
     for e in layout(entries):
         if e.kind == "file":
-            payload = file_digest(e).encode()
+            payload = file_digest(e)
         elif e.kind == "symlink":
-            payload = fs_bytes(e.target)
+            payload = e.target
         else:
-            payload = b""
-        _field(h, fs_bytes(e.rel))
-        _field(h, e.kind.encode())
-        _field(h, b"%o" % e.mode)
-        _field(h, payload)
-    return "sha256:" + h.hexdigest()
+            payload = ""
+        rows.append(FileDigest(e.rel, e.kind, e.mode, payload))
+    return tuple(rows)
+
+
+def digest_entries(entries: Sequence[Entry], file_digest: Callable[[Entry], str]) -> str:
+    """The content digest of a COPY selection: the one format
+    :meth:`ContextHasher.digest` keys COPY steps by and the copier checks what it copied
+    against. Pure."""
+    return digest_of(manifest_of(entries, file_digest))
 
 
 class ContextHasher:
@@ -142,7 +147,14 @@ class ContextHasher:
         own location. The order of ``sources`` matters only where two sources give
         the same ``rel`` (the later wins). Raises as ``select`` does.
         """
-        return digest_entries(select(context, sources, ignore), self.file_digest)
+        return digest_of(self.manifest(context, sources, ignore))
+
+    def manifest(
+        self, context: Path, sources: Sequence[str], ignore: Sequence[str]
+    ) -> tuple[FileDigest, ...]:
+        """What ``digest`` covers, one row per path of the destination layout (sorted
+        by ``rel``): no file contents, only their digests. Raises as ``select`` does."""
+        return manifest_of(select(context, sources, ignore), self.file_digest)
 
     def file_digest(self, entry: Entry) -> str:
         """``sha256:<hex>`` of a file entry's bytes, from the cache when its stat
@@ -184,6 +196,30 @@ class ContextHasher:
             self._cache[key] = (*fingerprint, digest)
             self._dirty = True
         return digest
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """One path of a COPY's destination layout as the content digest sees it: ``rel``,
+    kind (file, dir, symlink), permission bits and ``payload`` (a file's
+    ``sha256:<hex>``, a symlink's target, "" for a directory)."""
+
+    rel: str
+    kind: str
+    mode: int
+    payload: str
+
+
+def digest_of(rows: Sequence[FileDigest]) -> str:
+    """The COPY content digest of a manifest (see ``ContextHasher.digest``). Pure."""
+    h = hashlib.sha256()
+    _field(h, DIGEST_FORMAT)
+    for row in rows:
+        _field(h, fs_bytes(row.rel))
+        _field(h, row.kind.encode())
+        _field(h, b"%o" % row.mode)
+        _field(h, fs_bytes(row.payload) if row.kind == "symlink" else row.payload.encode())
+    return "sha256:" + h.hexdigest()
 
 
 def _field(h: hashlib._Hash, data: bytes) -> None:
