@@ -143,9 +143,10 @@ FUNCTION_CASES: list[tuple[str, Value]] = [
     ("concat(var.NESTED...)", ("a", "b", "c")),
     ('distinct(["b", "a", "b", "c", "a"])', ("b", "a", "c")),
     ('sort(["b", "a", "c"])', ("a", "b", "c")),
-    ("reverse([1, 2, 3])", (3, 2, 1)),
+    ("reverselist([1, 2, 3])", (3, 2, 1)),
+    ('reverse("abc")', "cba"),  # bake's reverse is go-cty's: it reverses a string
     ("merge({ a = 1, b = 2 }, { b = 3 }, null)", {"a": 1, "b": 3}),
-    ('coalesce(null, "", "x", "y")', "x"),
+    ('coalesce(null, "", "x", "y")', ""),  # go-cty: the first non-null, even ""
     ('replace("a-b-c", "-", "_")', "a_b_c"),
     ('trimprefix("foobar", "foo")', "bar"),
     ('trimprefix("foobar", "bar")', "foobar"),
@@ -232,7 +233,11 @@ ERRORS: list[tuple[str, str]] = [
     ('upper("a", "b")', "e.hcl:1:1: upper(): expected 1 argument, got 2"),
     ('join(",", "a")', "e.hcl:1:1: join(): argument 2 must be a list, found a string"),
     ('lookup({}, "k")', 'e.hcl:1:1: lookup(): no key "k" and no default given'),
-    ('format("%x", 1)', "e.hcl:1:1: format(): unsupported verb %x (use %s %d %v %q %t %f or %%)"),
+    (
+        'format("%y", 1)',
+        "e.hcl:1:1: format(): unsupported verb %y "
+        "(use %v %t %b %d %o %x %X %e %E %f %g %G %s %q or %%)",
+    ),
     ('format("%s %s", "a")', 'e.hcl:1:1: format(): not enough arguments for the format "%s %s"'),
     ('format("%d", "a")', "e.hcl:1:1: format(): argument 2 must be a whole number, found a string"),
     ('tonumber("x")', 'e.hcl:1:1: tonumber(): cannot convert "x" to a number'),

@@ -19,7 +19,7 @@ from pipeline.hcl.values import (
 
 @dataclass(frozen=True)
 class Directive:
-    kind: str  # if, else, endif, for, endfor
+    kind: str  # if, else, endif, for, endfor, or interp (an interpolation with a ~)
     loc: Location
     strip_left: bool
     strip_right: bool
@@ -54,6 +54,10 @@ def nest(flat: list[Flat], loc: Location) -> tuple[TemplatePart, ...]:
                     out[-1] = out[-1] + item
                 elif item != "":
                     out.append(item)
+                continue
+            if item.kind == "interp":
+                assert item.expr is not None
+                out.append(item.expr)
                 continue
             if item.kind in stop:
                 return out, item
@@ -181,3 +185,42 @@ def _skip_quoted(text: str, i: int) -> int:
         else:
             i += 1
     return n
+
+
+Strips: TypeAlias = "dict[tuple[int, int], tuple[bool, bool]]"
+
+
+def mark_strips(text: str) -> tuple[str, Strips]:
+    """Strip markers of interpolations (``${~ x ~}``), which the grammar does not
+    know: each ``~`` just inside an interpolation's braces becomes a space (so every
+    column stays where it was), and the result maps the (line, column) of the
+    interpolation's ``$`` to (strip left, strip right). ``$${`` escapes are skipped."""
+    if "~" not in text or "${" not in text:
+        return text, {}
+    chars = list(text)
+    strips: Strips = {}
+    line, line_start = 1, 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line, line_start = line + 1, i + 1
+            i += 1
+            continue
+        if text.startswith("$${", i):
+            i += 3
+            continue
+        if text.startswith("${", i):
+            end = _skip_sequence(text, i + 2)
+            left = i + 2 < n and text[i + 2] == "~"
+            right = end - 2 > i + 2 and text[end - 1] == "}" and text[end - 2] == "~"
+            if left:
+                chars[i + 2] = " "
+            if right:
+                chars[end - 2] = " "
+            if left or right:
+                strips[(line, i - line_start + 1)] = (left, right)
+            i += 2
+            continue
+        i += 1
+    return "".join(chars), strips

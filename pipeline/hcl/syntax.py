@@ -14,7 +14,8 @@ from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from pipeline.errors import Location, SpecError
-from pipeline.hcl.strings import Directive, Flat, nest, quote_heredoc, unescape
+from pipeline.hcl.numbers import parse_decimal
+from pipeline.hcl.strings import Directive, Flat, Strips, mark_strips, nest, quote_heredoc, unescape
 from pipeline.hcl.values import (
     PLACEHOLDER,
     Attribute,
@@ -34,15 +35,15 @@ from pipeline.hcl.values import (
     TupleExpr,
     Unary,
     Variable,
-    integral,
 )
 
 
 def parse(text: str, path: str) -> File:
     """Parse HCL text. ``path`` is what locations show. Raises SpecError on bad syntax,
     on a duplicate attribute in one body, and on interpolation in a block label."""
+    text, strips = mark_strips(text)
     tree = _parse_tree(text, path, _NO_SHIFT)
-    conv = _Converter(path, _NO_SHIFT)
+    conv = _Converter(path, _NO_SHIFT, strips)
     body = next(c for c in tree.children if isinstance(c, Tree) and c.data == "body")
     return File(path, conv.body(body, None))
 
@@ -50,8 +51,9 @@ def parse(text: str, path: str) -> File:
 def parse_expression(text: str, path: str = "<expr>") -> Expr:
     """Parse one expression (``1 + var.x``); for tests and command-line values."""
     shift = _Shift(col_first=-4)
+    text, strips = mark_strips(text)
     tree = _parse_tree(f"_ = {text}", path, shift)
-    conv = _Converter(path, shift)
+    conv = _Converter(path, shift, strips)
     body = next(c for c in tree.children if isinstance(c, Tree) and c.data == "body")
     attr = next(c for c in body.children if isinstance(c, Tree) and c.data == "attribute")
     return conv.expr(attr.children[-1])
@@ -160,9 +162,10 @@ def _name_of(node: Tree[Token]) -> str:
 class _Converter:
     """Lark tree -> Expr/Block; ``shift`` maps positions of re-parsed text."""
 
-    def __init__(self, path: str, shift: _Shift) -> None:
+    def __init__(self, path: str, shift: _Shift, strips: Strips | None = None) -> None:
         self.path = path
         self.shift = shift
+        self.strips = strips or {}
 
     def loc(self, node: Tree[Token] | Token) -> Location:
         if isinstance(node, Token):
@@ -240,7 +243,10 @@ class _Converter:
         return Literal(self.loc(node), int(_name_of(node)))
 
     def x_float_lit(self, node: Tree[Token]) -> Expr:
-        return Literal(self.loc(node), integral(float(_name_of(node))))
+        value = parse_decimal(_name_of(node))
+        if value is None:  # pragma: no cover - the grammar only lexes decimals
+            raise SpecError(self.loc(node), f"invalid number {_name_of(node)}")
+        return Literal(self.loc(node), value)
 
     def x_literal_value(self, node: Tree[Token]) -> Expr:
         text = _name_of(node)
@@ -330,7 +336,14 @@ class _Converter:
         loc = self.loc(node)
         ops: list[GetAttr | Index] = []
         current: Expr = Variable(loc, PLACEHOLDER)
-        for op in _trees(splat):
+        steps = _trees(splat)
+        attr_only = splat.data == "attr_splat"
+        # x.*.a[0] is [for v in x: v.a][0]: in an attribute-only splat an index
+        # ends the splat and applies to its result
+        cut = next(
+            (i for i, op in enumerate(steps) if attr_only and op.data != "get_attr"), len(steps)
+        )
+        for op in steps[:cut]:
             step = (
                 self.get_attr(current, op, loc)
                 if op.data == "get_attr"
@@ -338,7 +351,14 @@ class _Converter:
             )
             ops.append(step)
             current = step
-        return Splat(loc, self.expr(target), tuple(ops))
+        result: Expr = Splat(loc, self.expr(target), tuple(ops))
+        for op in steps[cut:]:
+            result = (
+                self.get_attr(result, op, loc)
+                if op.data == "get_attr"
+                else self.index(result, op, loc)
+            )
+        return result
 
     x_attr_splat_expr_term = _splat
     x_full_splat_expr_term = _splat
@@ -402,7 +422,11 @@ class _Converter:
     def directive(self, node: Tree[Token]) -> Flat:
         loc = self.loc(node)
         if node.data == "interpolation":
-            return self.expr(_trees(node)[0])
+            expr = self.expr(_trees(node)[0])
+            left, right = self.strips.get((loc.line, loc.col), (False, False))
+            if left or right:
+                return Directive("interp", loc, left, right, expr, [])
+            return expr
         tokens = [c for c in node.children if isinstance(c, Token)]
         strip_left = len(tokens) > 1 and tokens[1].type == "STRIP_MARKER"
         strip_right = len(tokens) > 1 and tokens[-2].type == "STRIP_MARKER"
@@ -434,7 +458,7 @@ class _Converter:
         # marker and starts with `_ = "` (5 columns); trimmed indentation comes back.
         quoted, inserted = quote_heredoc(body, 6)
         shift = _Shift(loc.line, -5 + indent, indent, inserted)
-        sub = _Converter(self.path, shift)
+        sub = _Converter(self.path, shift, self.strips)
         tree = _parse_tree('_ = "' + quoted + '"', self.path, shift)
         attr = _trees(_trees(tree)[0])[0]
         template = sub.expr(attr.children[-1])

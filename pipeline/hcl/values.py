@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import TypeAlias
 
 from pipeline.errors import Location, SpecError, did_you_mean
@@ -135,7 +136,7 @@ class Expr:
 
 @dataclass(frozen=True)
 class Literal(Expr):
-    value: bool | int | float | str | None
+    value: bool | int | float | Fraction | str | None
 
 
 @dataclass(frozen=True)
