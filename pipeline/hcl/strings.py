@@ -88,8 +88,18 @@ def nest(flat: list[Flat], loc: Location) -> tuple[TemplatePart, ...]:
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 
 
+def _at(loc: Location, text: str, i: int) -> Location:
+    """The location of ``text[i]`` when ``text`` starts at ``loc``."""
+    before = text[:i]
+    newlines = before.count("\n")
+    if not newlines:
+        return Location(loc.file, loc.line, loc.col + i)
+    return Location(loc.file, loc.line + newlines, i - before.rfind("\n"))
+
+
 def unescape(text: str, loc: Location) -> str:
-    """Decode HCL string escapes: \\n \\r \\t \\" \\\\ \\uNNNN \\UNNNNNNNN."""
+    """Decode HCL string escapes: \\n \\r \\t \\" \\\\ \\uNNNN \\UNNNNNNNN. A bad
+    escape is reported at its backslash."""
     if "\\" not in text:
         return text
     out: list[str] = []
@@ -108,11 +118,11 @@ def unescape(text: str, loc: Location) -> str:
             width = 4 if nxt == "u" else 8
             digits = text[i + 2 : i + 2 + width]
             if len(digits) != width or not all(d in "0123456789abcdefABCDEF" for d in digits):
-                raise SpecError(loc, f"invalid escape sequence \\{nxt}{digits}")
+                raise SpecError(_at(loc, text, i), f"invalid escape sequence \\{nxt}{digits}")
             out.append(chr(int(digits, 16)))
             i += 2 + width
         else:
-            raise SpecError(loc, f"invalid escape sequence \\{nxt}")
+            raise SpecError(_at(loc, text, i), f"invalid escape sequence \\{nxt}")
     return "".join(out)
 
 
@@ -224,3 +234,95 @@ def mark_strips(text: str) -> tuple[str, Strips]:
             continue
         i += 1
     return "".join(chars), strips
+
+
+def unclosed_brace(text: str) -> tuple[int, int] | None:
+    """(line, column) of the last ``{`` that is never closed, skipping strings,
+    comments and heredocs; None when every brace is closed."""
+    stack: list[tuple[int, int]] = []
+    line, line_start, i, n = 1, 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line, line_start = line + 1, i + 1
+        elif c == "#" or text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            stop = n if end < 0 else end + 2
+            line += text.count("\n", i, stop)
+            if "\n" in text[i:stop]:
+                line_start = text.rfind("\n", i, stop) + 1
+            i = stop
+            continue
+        elif c == '"':
+            stop = _skip_quoted(text, i + 1)
+            line += text.count("\n", i, stop)
+            if "\n" in text[i:stop]:
+                line_start = text.rfind("\n", i, stop) + 1
+            i = stop
+            continue
+        elif text.startswith("<<", i):
+            marker_end = text.find("\n", i)
+            marker = text[i + 2 : marker_end].lstrip("-").strip() if marker_end > 0 else ""
+            if marker.isidentifier():
+                close = text.find("\n", marker_end + 1)
+                while close >= 0 and text[close + 1 :].split("\n", 1)[0].strip() != marker:
+                    close = text.find("\n", close + 1)
+                stop = n if close < 0 else close + 1
+                line += text.count("\n", i, stop)
+                line_start = text.rfind("\n", i, stop) + 1
+                i = stop
+                continue
+        elif c == "{":
+            stack.append((line, i - line_start + 1))
+        elif c == "}" and stack:
+            stack.pop()
+        i += 1
+    return stack[-1] if stack else None
+
+
+def blank_block_comments(text: str) -> str:
+    """``text`` with every ``/* ... */`` comment outside strings and heredocs turned
+    into spaces (newlines kept), so a comment may stand wherever a space may, as HCL
+    allows; positions do not move."""
+    if "/*" not in text:
+        return text
+    chars = list(text)
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#" or text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            stop = n if end < 0 else end + 2
+            for j in range(i, stop):
+                if chars[j] != "\n":
+                    chars[j] = " "
+            i = stop
+        elif c == '"':
+            i = _skip_quoted(text, i + 1)
+        elif text.startswith("<<", i):
+            i = _skip_heredoc(text, i)
+        else:
+            i += 1
+    return "".join(chars)
+
+
+def _skip_heredoc(text: str, i: int) -> int:
+    """Index just past the heredoc starting at ``i`` (``<<`` / ``<<-``), or i + 2."""
+    marker_end = text.find("\n", i)
+    marker = text[i + 2 : marker_end].lstrip("-").strip() if marker_end > 0 else ""
+    if not marker.isidentifier():
+        return i + 2
+    close = text.find("\n", marker_end + 1)
+    while close >= 0 and text[close + 1 :].split("\n", 1)[0].strip() != marker:
+        close = text.find("\n", close + 1)
+    if close < 0:
+        return len(text)
+    after = text.find("\n", close + 1)
+    return len(text) if after < 0 else after

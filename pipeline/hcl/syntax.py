@@ -15,7 +15,17 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from pipeline.errors import Location, SpecError
 from pipeline.hcl.numbers import parse_decimal
-from pipeline.hcl.strings import Directive, Flat, Strips, mark_strips, nest, quote_heredoc, unescape
+from pipeline.hcl.strings import (
+    Directive,
+    Flat,
+    Strips,
+    blank_block_comments,
+    mark_strips,
+    nest,
+    quote_heredoc,
+    unclosed_brace,
+    unescape,
+)
 from pipeline.hcl.values import (
     PLACEHOLDER,
     Attribute,
@@ -41,7 +51,7 @@ from pipeline.hcl.values import (
 def parse(text: str, path: str) -> File:
     """Parse HCL text. ``path`` is what locations show. Raises SpecError on bad syntax,
     on a duplicate attribute in one body, and on interpolation in a block label."""
-    text, strips = mark_strips(text)
+    text, strips = mark_strips(blank_block_comments(text))
     tree = _parse_tree(text, path, _NO_SHIFT)
     conv = _Converter(path, _NO_SHIFT, strips)
     body = next(c for c in tree.children if isinstance(c, Tree) and c.data == "body")
@@ -51,12 +61,32 @@ def parse(text: str, path: str) -> File:
 def parse_expression(text: str, path: str = "<expr>") -> Expr:
     """Parse one expression (``1 + var.x``); for tests and command-line values."""
     shift = _Shift(col_first=-4)
-    text, strips = mark_strips(text)
+    text, strips = mark_strips(blank_block_comments(text))
     tree = _parse_tree(f"_ = {text}", path, shift)
     conv = _Converter(path, shift, strips)
     body = next(c for c in tree.children if isinstance(c, Tree) and c.data == "body")
     attr = next(c for c in body.children if isinstance(c, Tree) and c.data == "attribute")
     return conv.expr(attr.children[-1])
+
+
+def parse_template(text: str, loc: Location) -> Template:
+    """``text`` (already unescaped, e.g. a JSON string) as a standalone template;
+    positions inside it are shown from ``loc`` on (exact for one-line text)."""
+    if not text:
+        return Template(loc, ("",))
+    text, marked = mark_strips(text)
+    strips = {
+        (line + loc.line - 1, col + loc.col if line == 1 else col): flags
+        for (line, col), flags in marked.items()
+    }
+    quoted, inserted = quote_heredoc(text, 6)
+    shift = _Shift(loc.line - 1, loc.col - 5, 0, inserted)
+    conv = _Converter(loc.file, shift, strips)
+    tree = _parse_tree('_ = "' + quoted + '"', loc.file, shift)
+    attr = _trees(_trees(tree)[0])[0]
+    template = conv.expr(attr.children[-1])
+    assert isinstance(template, Template)
+    return Template(loc, template.parts)
 
 
 @dataclass(frozen=True)
@@ -90,7 +120,25 @@ def _parse_tree(text: str, path: str, shift: _Shift) -> Tree[Token]:
             line = text.count("\n") + 1
             col = len(text.rsplit("\n", 1)[-1]) + 1
         loc = Location(path, *shift.map(line, col))
-        raise SpecError(loc, "syntax error: " + _syntax_message(exc)) from None
+        message = _syntax_message(exc)
+        if "in an unterminated string" in message:
+            line, col = _line_end(text, line, col)
+            loc = Location(path, *shift.map(line, col))
+            raise SpecError(loc, "syntax error: unterminated string") from None
+        if message.startswith("unexpected end of file"):
+            opened = unclosed_brace(text)
+            if opened is not None:
+                at = Location(path, *shift.map(*opened))
+                raise SpecError(at, 'syntax error: this "{" is never closed') from None
+        raise SpecError(loc, "syntax error: " + message) from None
+
+
+def _line_end(text: str, line: int, col: int) -> tuple[int, int]:
+    """The position of the end of ``line`` (its newline, or the end of the text)."""
+    lines = text.split("\n")
+    if 1 <= line <= len(lines):
+        return line, len(lines[line - 1]) + 1
+    return line, col
 
 
 _CLOSERS = {"EQ": '"="', "COMMA": '","', "RBRACE": '"}"', "RSQB": '"]"', "RPAR": '")"'}
@@ -319,7 +367,8 @@ class _Converter:
 
     def get_attr(self, target: Expr, node: Tree[Token], loc: Location) -> GetAttr:
         name_node = _trees(node)[0]
-        return GetAttr(loc, target, _name_of(name_node), self.loc(name_node))
+        # errors about the attribute point at its ".", as HCL's traversal ranges do
+        return GetAttr(loc, target, _name_of(name_node), self.loc(node))
 
     def index(self, target: Expr, node: Tree[Token], loc: Location) -> Index:
         if node.data == "short_index":
@@ -448,7 +497,7 @@ class _Converter:
         indent = 0
         if trim:
             lines = body.split("\n")
-            widths = [len(ln) - len(ln.lstrip(" \t")) for ln in lines if ln.strip()]
+            widths = [len(ln) - len(ln.lstrip()) for ln in lines if ln.strip()]  # Unicode spaces
             indent = min(widths, default=0)
             body = "\n".join(ln[indent:] for ln in lines)
         loc = self.loc(token)
