@@ -594,8 +594,7 @@ def load_dockerfile(
     ]
     if not instrs:
         raise SpecError(Location(str(path)), "empty Dockerfile (no instructions)", block=block)
-    if target is not None:
-        instrs = up_to_stage(instrs, target, loc, block)
+    instrs = up_to_stage(instrs, target, loc, block) if target is not None else instrs
     images = _Loader(path, app_id, context, build_args, _escape_char(text), contexts).load(instrs)
     last = images[-1]
     return (*images[:-1], ImageDef(last.id, last.base, last.steps, tuple(tags), True, last.loc))
