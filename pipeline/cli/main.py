@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli import container, fleet, images, remote
+from pipeline.cli import bake, container, fleet, images, remote
 from pipeline.cli.common import Ctx
 from pipeline.errors import PipelineError
 
@@ -46,6 +46,7 @@ for command in (
     container.run_,
     remote.push,
     remote.pull,
+    bake.bake,
 ):
     main.add_command(command)
 

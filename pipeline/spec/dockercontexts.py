@@ -3,8 +3,8 @@ reading the ignore file of a directory context.
 
 A named context (``docker buildx build --build-context NAME=...``, bake's
 ``contexts``) is an image (a BaseRef; kind ``block`` for another target's image) or a
-local directory. ``FROM NAME`` and ``COPY --from=NAME`` use it when no stage of the
-Dockerfile has that name.
+local directory. ``FROM NAME`` and ``COPY --from=NAME`` use it in place of the image
+or the stage of that name, as BuildKit does.
 """
 
 from __future__ import annotations

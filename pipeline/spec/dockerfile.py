@@ -275,13 +275,13 @@ class _Loader:
         if not image:
             raise self.error(ins, f'FROM: "{words[0]}" is empty after substitution')
         env: dict[str, str] = {}
-        if image.lower() in self.by_name:
+        if image in self.contexts:  # a named context replaces a stage of that name
+            made = context_image(self.extra, self.app_id, image, self.contexts[image], ins.loc)
+            base = BaseRef("block", made, ins.loc)
+        elif image.lower() in self.by_name:
             parent = self.stages[self.by_name[image.lower()]]
             base = BaseRef("block", self.stage_id(parent, last=False), ins.loc)
             env = dict(parent.env)
-        elif image in self.contexts:
-            made = context_image(self.extra, self.app_id, image, self.contexts[image], ins.loc)
-            base = BaseRef("block", made, ins.loc)
         else:
             base = classify_ref(image, ins.loc)
         stage = _Stage(len(self.stages), name, base, ins.loc, env)
@@ -460,7 +460,7 @@ class _Loader:
         src_from = self.value_flag(ins, flags, "from")
         if src_from is not None:
             name = self.sub(ins, src_from, scope)
-            if name in self.contexts and name.lower() not in self.by_name:
+            if name in self.contexts:
                 what, where = (sources, dest, chown, chmod), (ins.loc, self.block, ins.word)
                 copy = context_copy(self.extra, self.app_id, name, self.contexts[name], what, where)
                 stage.steps.append(copy)

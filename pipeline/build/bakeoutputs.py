@@ -1,0 +1,113 @@
+"""What ``pipeline bake`` does after the build: each target's outputs, on top of the
+store's export and push code. Effects: files written, images pushed, ``docker load``.
+
+* ``type=docker``: a docker-archive at ``dest``, or without ``dest`` loaded into the
+  local docker (``docker load``; DOCKER_HOST is honoured as docker does);
+* ``type=oci``: an OCI archive at ``dest`` (``tar=false``: an OCI layout directory);
+* ``type=registry``, ``type=image,push=true``: pushed to each name (default: the tags);
+* ``type=image`` without push: the names are tags in the store (the build sets them);
+* ``type=cacheonly`` and no output at all: the image stays in the store.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import PipelineError, UsageError
+from pipeline.spec.bakelower import Export, Lowered
+from pipeline.store import Store
+
+
+class OutputError(PipelineError):
+    """An output could not be written (exit status 1)."""
+
+
+@dataclass(frozen=True)
+class Done:
+    target: str
+    kind: str
+    where: str  # a path, a reference, or "docker"
+
+
+def write_outputs(
+    store: Store,
+    lowered: Sequence[Lowered],
+    epoch: int,
+    cwd: Path,
+    push: Callable[[str, Sequence[str]], list[str]],
+    environ: Mapping[str, str],
+) -> list[Done]:
+    """Write every output of the built targets. ``push(image_id, names)`` pushes one
+    stored image to references and returns what it pushed (the caller owns the
+    registry clients)."""
+    from pipeline.build.images import export_image
+
+    done: list[Done] = []
+    for low in lowered:
+        for out in low.exports:
+            if out.kind == "docker" and out.dest:
+                dest = cwd / out.dest
+                export_image(store, low.app_id, dest, "docker-archive", epoch)
+                done.append(Done(low.name, "docker", str(dest)))
+            elif out.kind == "docker":
+                docker_load(store, low.app_id, epoch, environ)
+                done.append(Done(low.name, "docker", "docker"))
+            elif out.kind == "oci":
+                dest = cwd / out.dest
+                export_image(
+                    store, low.app_id, dest, "oci-archive" if out.oci_tar else "oci", epoch
+                )
+                done.append(Done(low.name, "oci", str(dest)))
+            elif out.kind in ("registry", "image") and out.push:
+                names = out.names or _tags(low)
+                if not names:
+                    raise UsageError(
+                        f'target "{low.name}": nothing to push to: give it tags or an output name'
+                    )
+                for ref in push(low.app_id, names):
+                    done.append(Done(low.name, "push", ref))
+            elif out.kind == "image":
+                for name in out.names:
+                    digest = store.resolve(low.app_id)
+                    if digest is not None:
+                        store.tag(name, digest)
+                done.append(Done(low.name, "image", ",".join(out.names) or low.app_id))
+    return done
+
+
+def _tags(low: Lowered) -> tuple[str, ...]:
+    app = next((i for i in low.images if i.id == low.app_id), None)
+    return app.tags if app else ()
+
+
+def docker_load(store: Store, image_id: str, epoch: int, environ: Mapping[str, str]) -> None:
+    """``docker load`` of the image's docker-archive (the docker CLI on PATH, talking to
+    DOCKER_HOST or its default socket). OutputError with docker's message."""
+    from pipeline.build.images import export_image
+
+    docker = shutil.which("docker", path=environ.get("PATH", os.defpath))
+    if docker is None:
+        raise OutputError(f"{image_id}: --load needs the docker CLI, which is not on PATH")
+    with store.staging() as staging:
+        archive = staging.path / "image.tar"
+        export_image(store, image_id, archive, "docker-archive", epoch)
+        proc = subprocess.run(
+            [docker, "load", "-i", str(archive)],
+            env=dict(environ),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise OutputError(f"{image_id}: docker load failed: {tail[0]}")
+
+
+def export_kinds(exports: Sequence[Export]) -> str:
+    return ",".join(e.kind for e in exports) or "store"
