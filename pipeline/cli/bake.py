@@ -80,7 +80,7 @@ def bake(
     target "default"), with bake's file lookup, variables, --set and outputs."""
     from pipeline.build.workspace import parse_overrides
     from pipeline.spec.bakefile import find_files
-    from pipeline.spec.bakeproject import load_bake
+    from pipeline.spec.bakeproject import load_bake, load_definition
 
     cwd = Path.cwd()
     environ = dict(os.environ)
@@ -90,14 +90,14 @@ def bake(
     for flag, key in ((push, "push"), (load, "load"), (no_cache, "no-cache"), (pull, "pull")):
         if flag:
             overrides.append(f"*.{key}=true")
-    project = load_bake(
-        bake_files, names, overrides, environ, parse_overrides(variables, "--var"), cwd
-    )
+    cli_vars = parse_overrides(variables, "--var")
+    if print_:
+        definition = load_definition(bake_files, names, overrides, environ, cli_vars)
+        click.echo(definition.print_json())
+        return
+    project = load_bake(bake_files, names, overrides, environ, cli_vars, cwd)
     for warning in project.warnings:
         click.echo(f"warning: {warning}", err=True)
-    if print_:
-        click.echo(project.definition.print_json())
-        return
     for low in project.lowered.values():
         if low.volatile_args or low.volatile_all:
             what = ", ".join(low.volatile_args) or "its Dockerfile"

@@ -48,7 +48,7 @@ class Namespace:
         self,
         name: str,
         names: Iterable[str],
-        resolve: Callable[[str, Location], Value],
+        resolve: Callable[[str, Location], object],
     ) -> None:
         self.name = name
         self.names = frozenset(names)
@@ -64,7 +64,7 @@ class Namespace:
         """``kind.NAME`` evaluates to ``BlockRef(kind, NAME, <where it was written>)``."""
         return cls(kind, names, lambda key, loc: BlockRef(kind, key, loc))
 
-    def attr(self, key: str, loc: Location) -> Value:
+    def attr(self, key: str, loc: Location) -> object:
         if key not in self.names:
             hint = did_you_mean(key, sorted(self.names))
             raise SpecError(

@@ -247,5 +247,5 @@ def resolve(
 
     for name in [n for n in requested if n in r.resolved]:
         link(name, (name,))
-    targets = {n: r.resolved[n] for n in [*requested, *linked] if n in r.resolved}
-    return Definition(targets, groups, requested, linked, ev, sorted(r.raw))
+    chosen = {n: r.resolved[n] for n in [*requested, *linked] if n in r.resolved}
+    return Definition(chosen, groups, requested, linked, ev, sorted(r.raw))

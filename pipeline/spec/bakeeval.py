@@ -19,12 +19,10 @@ maps from ``k:v`` CSV; an untyped variable takes the type of its default. Then e
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import re
 from collections import ChainMap
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,16 +31,14 @@ from pipeline.hcl import cty
 from pipeline.hcl.convert import ConversionError, convert
 from pipeline.hcl.cty import DYNAMIC, V
 from pipeline.hcl.evaluator import evaluate_value
-from pipeline.hcl.fn_encoding import parse_json
 from pipeline.hcl.functions import Function, FunctionError, Param
 from pipeline.hcl.typeexpr import type_of_expr
 from pipeline.hcl.values import Attribute, Block, Expr, File, Namespace, TupleExpr, Variable
+from pipeline.spec.bakevars import override_value
 
 BAKE_BLOCKS = ("variable", "function", "target", "group")
 NATIVE_BLOCKS = ("app", "image", "locals")
 TARGET_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
-GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
 @dataclass
@@ -266,9 +262,9 @@ class BakeEvaluator:
         raw = self.environ.get(name)
         if raw is None or favor_json:
             json_name = name + "_JSON"
-            if json_name not in self.variables and json_name not in self.builtins:
-                if json_name in self.environ:
-                    return self.environ[json_name], True
+            declared = json_name in self.variables or json_name in self.builtins
+            if not declared and json_name in self.environ:
+                return self.environ[json_name], True
         return raw, False
 
     def validate(self) -> None:
@@ -337,7 +333,7 @@ class BakeEvaluator:
                 names[variadic] = cty.tuple_of(args[len(params) :])
             self.calling.append(name)
             try:
-                return self.evaluate(result, ChainMap(names, self.scope))
+                return self.evaluate(result, ChainMap(names, self.scope))  # type: ignore[arg-type]
             except SpecError as exc:
                 raise FunctionError(str(exc)) from None
             finally:
@@ -405,7 +401,7 @@ class BakeEvaluator:
         out = []
         for combo in itertools.product(*(vals for _, vals in axes)):
             names = dict(zip((k for k, _ in axes), combo, strict=True))
-            scope = ChainMap(names, self.scope)  # type: ignore[arg-type]
+            scope: Mapping[str, object] = ChainMap(names, self.scope)  # type: ignore[arg-type]
             name = origin
             if "name" in attrs:
                 got = self.evaluate(attrs["name"].expr, scope)
@@ -418,7 +414,8 @@ class BakeEvaluator:
                 if not TARGET_NAME.match(name):
                     raise SpecError(
                         attrs["name"].expr.loc,
-                        f'target "{origin}": invalid name "{name}": only letters, digits, "_" and "-"',
+                        f'target "{origin}": invalid name "{name}": '
+                        'only letters, digits, "_" and "-"',
                     )
             out.append(EvalBlock(kind, name, origin, block, directory, scope))
         return out
@@ -445,7 +442,7 @@ class BakeEvaluator:
             self.trace = outer | self.trace
         return value
 
-    def block_ref(self, kind: str) -> object:
+    def block_ref(self, kind: str) -> Callable[[str, Location], object]:
         table = self.instances if kind == "target" else self.group_instances
 
         def resolve(name: str, loc: Location) -> object:
@@ -498,88 +495,3 @@ def _known_attrs(kind: str, insts: list[EvalBlock]) -> list[str]:
     for inst in insts:
         names |= {a.name for a in inst.block.attributes}
     return sorted(names)
-
-
-# --------------------------------------------------------------------------- overrides
-
-
-def override_value(raw: str, is_json: bool, want: cty.Type | None, default: V | None) -> V:
-    """An environment / ``--var`` string as a variable value (see the module docstring).
-    ValueError with the reason when it does not fit."""
-    if want is not None and is_json:
-        try:
-            return convert(parse_json(raw), want)
-        except (ValueError, ConversionError) as exc:
-            raise ValueError(f"is not JSON of type {cty.type_string(want)}: {exc}") from None
-    if want is not None and isinstance(
-        want, cty.ListType | cty.SetType | cty.TupleType | cty.MapType
-    ):
-        return _from_csv(raw, want)
-    if want is not None and isinstance(want, cty.Primitive):
-        return primitive(raw, want)
-    if want is not None:
-        raise ValueError(
-            f"cannot be given for a variable of type {cty.type_string(want)}; use JSON"
-        )
-    if default is None or default.is_null:
-        return cty.string(raw)
-    if isinstance(default.type, cty.Primitive):
-        return primitive(raw, default.type)
-    raise ValueError(f"cannot override a {cty.friendly(default.type)} default; declare a type")
-
-
-def primitive(raw: str, want: cty.Type) -> V:
-    if want == cty.STRING:
-        return cty.string(raw)
-    if want == cty.BOOL:
-        if raw in GO_TRUE:
-            return cty.TRUE
-        if raw in GO_FALSE:
-            return cty.FALSE
-        raise ValueError(f"{raw!r} is not a bool")
-    try:
-        number = float(raw) if raw.strip() == raw else float("nan")
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a number") from None
-    if number != number or number in (float("inf"), float("-inf")):
-        raise ValueError(f"{raw!r} is not a number")
-    from pipeline.hcl.numbers import parse_decimal
-
-    parsed = parse_decimal(raw)
-    return cty.V(cty.NUMBER, parsed) if parsed is not None else cty.number(number)
-
-
-def _csv_fields(raw: str) -> list[str]:
-    try:
-        return next(csv.reader(io.StringIO(raw)), [])
-    except csv.Error as exc:
-        raise ValueError(f"is not CSV: {exc}") from None
-
-
-def _from_csv(raw: str, want: cty.Type) -> V:
-    fields = _csv_fields(raw)
-    if isinstance(want, cty.ListType | cty.SetType):
-        if not isinstance(want.elem, cty.Primitive):
-            raise ValueError(f"cannot be CSV for {cty.type_string(want)}; use JSON")
-        items = [primitive(f, want.elem) for f in fields]
-        if isinstance(want, cty.ListType):
-            return cty.list_of(want.elem, items)
-        return cty.set_of(want.elem, items)
-    if isinstance(want, cty.TupleType):
-        if len(fields) != len(want.elems):
-            raise ValueError(
-                f"has {len(fields)} fields; {cty.type_string(want)} needs {len(want.elems)}"
-            )
-        if not all(isinstance(e, cty.Primitive) for e in want.elems):
-            raise ValueError(f"cannot be CSV for {cty.type_string(want)}; use JSON")
-        return cty.tuple_of(primitive(f, t) for f, t in zip(fields, want.elems, strict=True))
-    assert isinstance(want, cty.MapType)
-    if not isinstance(want.elem, cty.Primitive):
-        raise ValueError(f"cannot be CSV for {cty.type_string(want)}; use JSON")
-    out: dict[str, V] = {}
-    for f in fields:
-        pair = next(csv.reader(io.StringIO(f), delimiter=":"), [])
-        if len(pair) != 2:
-            raise ValueError(f"has {f!r}, which is not one key:value pair")
-        out[pair[0]] = primitive(pair[1], want.elem)
-    return cty.map_of(want.elem, out)

@@ -98,7 +98,7 @@ def parse_bake_file(file: BakeFile) -> File:
     """The parsed file; SpecError located in it on bad syntax."""
     if file.name.endswith(".json"):
         return parse_json(file.text, file.name, JSON_SCHEMA)
-    if file.name.endswith(".hcl") or file.name == "-" and file.text.lstrip()[:1] != "{":
+    if file.name.endswith(".hcl") or (file.name == "-" and file.text.lstrip()[:1] != "{"):
         return parse(file.text, file.name)
     try:
         return parse(file.text, file.name)

@@ -208,11 +208,11 @@ def _named_context(
     if value.startswith("docker-image://"):
         return classify_ref(value.removeprefix("docker-image://"), loc)
     if value.startswith("oci-layout://"):
-        path = value.removeprefix("oci-layout://").split("@", 1)[0].split(":", 1)[0]
+        layout = value.removeprefix("oci-layout://").split("@", 1)[0].split(":", 1)[0]
         base = t.context_dirs.get(name, t.directory) if file_relative else str(cwd)
-        return BaseRef("oci-layout", str(Path(os.path.normpath(Path(base) / path))), loc)
-    base = t.context_dirs.get(name, t.directory) if file_relative else str(cwd)
-    path = _local(t, "contexts", value, base, cwd)
+        return BaseRef("oci-layout", str(Path(os.path.normpath(Path(base) / layout))), loc)
+    base_dir = t.context_dirs.get(name, t.directory) if file_relative else str(cwd)
+    path = _local(t, "contexts", value, base_dir, cwd)
     if not path.is_dir():
         raise _err(t, "contexts", f'"{name}": directory not found: {path}')
     return path
@@ -220,7 +220,7 @@ def _named_context(
 
 def _adjust(t: Target, images: tuple[ImageDef, ...], app_id: str) -> tuple[ImageDef, ...]:
     """bake's labels on the app; its network mode on every RUN step."""
-    labels = {k: l for k, l in (t.values.get("labels") or {}).items() if l is not None}
+    labels = {k: x for k, x in (t.values.get("labels") or {}).items() if x is not None}
     network = t.values.get("network")
     out = []
     for image in images:

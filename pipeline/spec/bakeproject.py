@@ -42,6 +42,30 @@ def is_bake(files: Sequence[File]) -> bool:
     return any(isinstance(item, Block) and item.type in BAKE_ONLY for f in files for item in f.body)
 
 
+def load_definition(
+    files: Sequence[BakeFile],
+    names: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    cli_vars: Mapping[str, str] | None = None,
+) -> Definition:
+    """The resolved definition only (``--print``): nothing is lowered, so attributes
+    that could not be built here still print."""
+    env = _environ(environ)
+    parsed = [(parse_bake_file(f), f.directory) for f in files]
+    ev = evaluate_files(parsed, env, dict(cli_vars or {}))
+    native = _native_fleet(ev.native, ev.variables, env)
+    natives = {i.split(".", 1)[1]: i for i in native.images if "/" not in i}
+    return resolve(ev, names, overrides, env, natives=natives)
+
+
+def _environ(environ: Mapping[str, str] | None) -> dict[str, str]:
+    env = dict(environ or {})
+    if env.get("BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP", "") in ("1", "true", "True"):
+        env = {k: v for k, v in env.items() if k.startswith("BUILDX_")}
+    return env
+
+
 def load_bake(
     files: Sequence[BakeFile],
     names: Sequence[str] = (),
@@ -52,12 +76,10 @@ def load_bake(
     file_relative: bool | None = None,
 ) -> BakeProject:
     """Evaluate, resolve and lower the bake files for the targets ``names``."""
-    env = dict(environ or {})
+    env = _environ(environ)
     here = (cwd or Path.cwd()).absolute()
     if file_relative is None:
         file_relative = env.get("BUILDX_BAKE_FILE_RELATIVE_PATHS", "") in ("1", "true", "True")
-    if env.get("BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP", "") in ("1", "true", "True"):
-        env = {k: v for k, v in env.items() if k.startswith("BUILDX_")}
     parsed = [(parse_bake_file(f), f.directory) for f in files]
     return _project(parsed, names, overrides, env, dict(cli_vars or {}), here, file_relative)
 
@@ -93,7 +115,7 @@ def _project(
     file_relative: bool,
     evaluated: object = None,
 ) -> BakeProject:
-    from pipeline.spec.bake import Evaluated
+    from pipeline.spec.bakeeval import Evaluated
 
     ev = (
         evaluated if isinstance(evaluated, Evaluated) else evaluate_files(parsed, environ, cli_vars)
@@ -156,7 +178,7 @@ def _native_fleet(
         by_file.setdefault(block.loc.file, []).append(block)
     files = [File(path, tuple(items)) for path, items in by_file.items()]
     loader = Loader(files, {}, {})
-    loader.variables = {k: _plain(v) for k, v in variables.items()}
+    loader.variables = {k: _plain(v) for k, v in variables.items()}  # type: ignore[misc]
     return loader.load()
 
 

@@ -131,9 +131,7 @@ class Target:
                     if v is not None or key == "contexts":
                         merged[k] = v
                 self.values[key] = merged
-            elif key in APPENDED:
-                self.values[key] = [*(self.values.get(key) or []), *value]
-            elif key == "inherits":
+            elif key in APPENDED or key == "inherits":
                 self.values[key] = [*(self.values.get(key) or []), *value]
             else:
                 self.values[key] = value
@@ -189,7 +187,7 @@ def target_from(
         t.where[key] = loc
         if volatile.get(key):
             t.volatile[key] = volatile[key]
-    if "contexts" in t.values and t.values["contexts"]:
+    if t.values.get("contexts"):
         t.context_dirs = dict.fromkeys(t.values["contexts"], directory)
     return t
 
@@ -297,9 +295,8 @@ def _defaults(key: str, entry: Entry) -> Entry:
         entry.setdefault("type", "env" if "env" in entry and "src" not in entry else "file")
         if "source" in entry:
             entry.setdefault("src", entry.pop("source"))
-    if key in ("cache-from", "cache-to", "output", "attest") and "type" not in entry:
-        if key == "output" and "dest" in entry:
-            entry["type"] = "local"
+    if key == "output" and "type" not in entry and "dest" in entry:
+        entry["type"] = "local"
     return entry
 
 
@@ -345,11 +342,11 @@ def parse_overrides(pairs: Sequence[str]) -> list[Override]:
         field_name = parts[1]
         if not sep and field_name not in ("args", "no-cache", "pull", "push", "load"):
             raise UsageError(f"--set {pair}: expected TARGET.KEY=VALUE")
-        if field_name in ("args", "contexts", "labels", "secret", "resources", "extra-hosts"):
-            if len(parts) != 3:
-                raise UsageError(
-                    f"--set {pair}: {field_name} needs a name: {parts[0]}.{field_name}.NAME=VALUE"
-                )
+        keyed = ("args", "contexts", "labels", "secret", "resources", "extra-hosts")
+        if field_name in keyed and len(parts) != 3:
+            raise UsageError(
+                f"--set {pair}: {field_name} needs a name: {parts[0]}.{field_name}.NAME=VALUE"
+            )
         if append and field_name not in LIST_SET:
             raise UsageError(f"--set {pair}: {field_name} does not support +=")
         out.append(Override(parts[0], key, value if sep else None, append))
@@ -412,7 +409,7 @@ def apply_overrides(t: Target, overrides: Sequence[Override], environ: Mapping[s
 
 def _parse_bool(key: str, text: str) -> bool:
     from pipeline.errors import UsageError
-    from pipeline.spec.bakeeval import GO_FALSE, GO_TRUE
+    from pipeline.spec.bakevars import GO_FALSE, GO_TRUE
 
     if text in GO_TRUE:
         return True
@@ -486,15 +483,14 @@ def print_target(t: Target) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in PRINT_ORDER:
         value = t.values.get(key)
-        if value is None or value == [] or value == {}:
-            if key not in ("context", "dockerfile"):
-                continue
+        if (value is None or value == [] or value == {}) and key not in ("context", "dockerfile"):
+            continue
         if key in ("args", "labels", "extra-hosts", "annotations", "dockerfile-inline"):
             value = _escape(value)
         if isinstance(value, dict):
             value = dict(sorted(value.items()))
         if key in ("cache-from", "cache-to", "output", "secret", "ssh", "attest", "policy"):
-            value = [_entry_json(key, e) for e in value]
+            value = [_entry_json(key, e) for e in value or ()]
         out[key] = value
     return out
 
@@ -513,6 +509,11 @@ def _entry_json(key: str, entry: Entry) -> dict[str, Any]:
     out: dict[str, Any] = dict(sorted(entry.items()))
     if key == "ssh" and "paths" in out:
         out["paths"] = [p for p in str(out["paths"]).split(",") if p]
+    if key == "secret":  # buildx prints a secret as id, src and env only
+        kind = out.pop("type", "file")
+        if kind == "env" and "env" not in out and "src" in out:
+            out["env"] = out.pop("src")
+        out = {k: out[k] for k in ("id", "src", "env") if out.get(k)}
     return out
 
 
