@@ -115,6 +115,7 @@ class _Resolver:
             for name in self.match_targets(o.pattern):
                 self.overrides.setdefault(name, []).append(o)
         self.resolved: dict[str, Target] = {}
+        self.final: dict[str, Target] = {}
 
     def match_targets(self, pattern: str) -> list[str]:
         if pattern in self.raw:
@@ -157,7 +158,18 @@ class _Resolver:
             groups += [x for x in g if x not in groups]
         return targets, groups
 
-    def resolve(self, name: str, trail: tuple[str, ...] = ()) -> Target:
+    def resolve(self, name: str) -> Target:
+        """The target as bake's ResolveTarget gives it: merged, with defaults."""
+        if name not in self.final:
+            t = self.merged(name).copy()
+            if t.values.get("context") is None:
+                t.values["context"] = "."
+            if not t.values.get("dockerfile"):
+                t.values["dockerfile"] = "Dockerfile"
+            self.final[name] = t
+        return self.final[name]
+
+    def merged(self, name: str, trail: tuple[str, ...] = ()) -> Target:
         if name in self.resolved:
             return self.resolved[name]
         if name not in self.raw:
@@ -175,17 +187,13 @@ class _Resolver:
         own = self.raw[name]
         merged = Target(name, directory=own.directory)
         for parent in own.values.get("inherits") or []:
-            merged.merge(self.resolve(parent, (*trail, name)).copy())
+            merged.merge(self.merged(parent, (*trail, name)).copy())
         mine = own.copy()
         mine.values.pop("inherits", None)
         merged.merge(mine)
         apply_overrides(merged, self.overrides.get(name, []), self.environ)
         normalize(merged)
         merged.values.pop("inherits", None)
-        if merged.values.get("context") is None:
-            merged.values["context"] = "."
-        if not merged.values.get("dockerfile"):
-            merged.values["dockerfile"] = "Dockerfile"
         self.resolved[name] = merged
         return merged
 
@@ -230,7 +238,7 @@ def resolve(
     linked: list[str] = []
 
     def link(name: str, trail: tuple[str, ...]) -> None:
-        target = r.resolved[name]
+        target = r.final[name]
         for ctx_name, value in (target.values.get("contexts") or {}).items():
             if not value.startswith("target:"):
                 continue
@@ -240,12 +248,13 @@ def resolve(
                 raise SpecError(where, f'target "{name}": contexts.{ctx_name} links to itself')
             if other in trail:
                 raise SpecError(where, f"target link cycle: {' -> '.join([*trail, other])}")
-            r.resolve(other)
+            linked_target = r.resolve(other)
             if other not in requested and other not in linked:
                 linked.append(other)
+                linked_target.values["output"] = [{"type": "cacheonly"}]  # built, not exported
             link(other, (*trail, other))
 
-    for name in [n for n in requested if n in r.resolved]:
+    for name in [n for n in requested if n in r.final]:
         link(name, (name,))
-    chosen = {n: r.resolved[n] for n in [*requested, *linked] if n in r.resolved}
+    chosen = {n: r.final[n] for n in [*requested, *linked] if n in r.final}
     return Definition(chosen, groups, requested, linked, ev, sorted(r.raw))

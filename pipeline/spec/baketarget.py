@@ -262,7 +262,10 @@ def read_entry(key: str, item: V, loc: Location, label: str) -> Entry:
 def parse_entry(key: str, text: str, loc: Location | None, label: str) -> Entry:
     """``type=registry,ref=x`` (buildx's CSV forms; a bare value means the usual
     default: a registry ref for caches, a local directory for outputs, an id for
-    ssh and secrets)."""
+    ssh and secrets; ssh is ``ID[=PATH,PATH...]``, not CSV)."""
+    if key == "ssh":
+        ident, _, paths = text.partition("=")
+        return {"id": ident, "paths": paths} if paths else {"id": ident}
     try:
         fields_ = next(csv.reader(io.StringIO(text)), [])
     except csv.Error:
