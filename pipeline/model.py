@@ -153,7 +153,8 @@ class Fleet:
     ``images`` maps ImageDef.id to the def, in a stable (sorted) order.
     ``groups`` maps a group name to ImageDef ids, in the order the spec lists them.
     ``volatile`` maps an app id to what in it changes from run to run (values made
-    by ``timestamp()``/``uuidv4()``): ``arg:NAME`` for a build argument, ``all``.
+    by ``timestamp()``/``uuidv4()``): ``arg:NAME=VALUE`` for a build argument, ``all``
+    for everything, and ``by:FUNCTION`` for the functions that made them.
     """
 
     images: Mapping[str, ImageDef]

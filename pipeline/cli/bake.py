@@ -100,7 +100,7 @@ def bake(
         click.echo(f"warning: {warning}", err=True)
     for low in project.lowered.values():
         if low.volatile_args or low.volatile_all:
-            what = ", ".join(low.volatile_args) or "its Dockerfile"
+            what = ", ".join(k for k, _ in low.volatile_args) or "its Dockerfile"
             click.echo(
                 f'note: target "{low.name}": {what} change on every run (timestamp/uuid); '
                 "the steps that see them are rebuilt each time",

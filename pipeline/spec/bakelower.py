@@ -59,8 +59,9 @@ class Lowered:
     no_cache: bool = False
     no_cache_stages: tuple[str, ...] = ()  # image ids whose own steps skip the cache
     pull: bool = False
-    volatile_args: tuple[str, ...] = ()
+    volatile_args: tuple[tuple[str, str], ...] = ()  # (name, value) of args made volatile
     volatile_all: bool = False
+    volatile_by: tuple[str, ...] = ()  # the functions that made them (timestamp, ...)
     warnings: tuple[str, ...] = field(default=())
 
 
@@ -135,7 +136,8 @@ def lower_target(t: Target, cwd: Path, file_relative: bool, linked: bool = False
             stage_filter.append(wanted)
         else:
             warn("no-cache-filter", f'"{stage}" is not a stage built for this target')
-    volatile_args = tuple(sorted(k for k in args if t.volatile.get("args")))
+    volatile_args = tuple(sorted(args.items())) if t.volatile.get("args") else ()
+    volatile_by = tuple(sorted({f for fns in t.volatile.values() for f in fns}))
     return Lowered(
         t.name,
         app_id,
@@ -148,6 +150,7 @@ def lower_target(t: Target, cwd: Path, file_relative: bool, linked: bool = False
         bool(v.get("pull")),
         volatile_args,
         bool(t.volatile.get("dockerfile-inline") or t.volatile.get("target")),
+        volatile_by,
         tuple(warnings),
     )
 
@@ -286,9 +289,11 @@ def fleet_parts(
     for low in lowered.values():
         for image in low.images:
             images[image.id] = image
-        marks = [f"arg:{a}" for a in low.volatile_args]
+        marks = [f"arg:{k}={v}" for k, v in low.volatile_args]
         if low.volatile_all:
             marks.append("all")
+        if marks:
+            marks += [f"by:{f}" for f in low.volatile_by]
         if marks:
             volatile[low.app_id] = tuple(marks)
     return images, volatile
