@@ -45,39 +45,54 @@ def write_outputs(
     """Write every output of the built targets. ``push(image_id, names)`` pushes one
     stored image to references and returns what it pushed (the caller owns the
     registry clients)."""
-    from pipeline.build.images import export_image
-
     done: list[Done] = []
     for low in lowered:
         for out in low.exports:
-            if out.kind == "docker" and out.dest:
-                dest = cwd / out.dest
-                export_image(store, low.app_id, dest, "docker-archive", epoch)
-                done.append(Done(low.name, "docker", str(dest)))
-            elif out.kind == "docker":
-                docker_load(store, low.app_id, epoch, environ)
-                done.append(Done(low.name, "docker", "docker"))
-            elif out.kind == "oci":
-                dest = cwd / out.dest
-                export_image(
-                    store, low.app_id, dest, "oci-archive" if out.oci_tar else "oci", epoch
-                )
-                done.append(Done(low.name, "oci", str(dest)))
-            elif out.kind in ("registry", "image") and out.push:
-                names = out.names or _tags(low)
-                if not names:
-                    raise UsageError(
-                        f'target "{low.name}": nothing to push to: give it tags or an output name'
-                    )
-                for ref in push(low.app_id, names):
-                    done.append(Done(low.name, "push", ref))
-            elif out.kind == "image":
-                for name in out.names:
-                    digest = store.resolve(low.app_id)
-                    if digest is not None:
-                        store.tag(name, digest)
-                done.append(Done(low.name, "image", ",".join(out.names) or low.app_id))
+            try:
+                done.extend(_one(store, low, out, epoch, cwd, push, environ))
+            except OSError as exc:
+                where = out.dest or out.kind
+                raise OutputError(
+                    f'target "{low.name}": output {where}: {exc.strerror or exc}'
+                ) from None
     return done
+
+
+def _one(
+    store: Store,
+    low: Lowered,
+    out: Export,
+    epoch: int,
+    cwd: Path,
+    push: Callable[[str, Sequence[str]], list[str]],
+    environ: Mapping[str, str],
+) -> list[Done]:
+    from pipeline.build.images import export_image
+
+    if out.dest:
+        (cwd / out.dest).parent.mkdir(parents=True, exist_ok=True)
+    if out.kind == "docker" and out.dest:
+        export_image(store, low.app_id, cwd / out.dest, "docker-archive", epoch)
+        return [Done(low.name, "docker", str(cwd / out.dest))]
+    if out.kind == "docker":
+        docker_load(store, low.app_id, epoch, environ)
+        return [Done(low.name, "docker", "docker")]
+    if out.kind == "oci":
+        fmt = "oci-archive" if out.oci_tar else "oci"
+        export_image(store, low.app_id, cwd / out.dest, fmt, epoch)  # type: ignore[arg-type]
+        return [Done(low.name, "oci", str(cwd / out.dest))]
+    if out.kind in ("registry", "image") and out.push:
+        names = out.names or _tags(low)
+        if not names:
+            raise UsageError(f'target "{low.name}": nothing to push to: give it tags or a name')
+        return [Done(low.name, "push", ref) for ref in push(low.app_id, names)]
+    if out.kind == "image":
+        digest = store.resolve(low.app_id)
+        for name in out.names:
+            if digest is not None:
+                store.tag(name, digest)
+        return [Done(low.name, "image", ",".join(out.names) or low.app_id)]
+    return []
 
 
 def _tags(low: Lowered) -> tuple[str, ...]:
