@@ -6,6 +6,7 @@ store's export and push code. Effects: files written, images pushed, ``docker lo
 * ``type=oci``: an OCI archive at ``dest`` (``tar=false``: an OCI layout directory);
 * ``type=registry``, ``type=image,push=true``: pushed to each name (default: the tags);
 * ``type=image`` without push: the names are tags in the store (the build sets them);
+* ``type=local`` / ``type=tar``: the image's files, as a directory at ``dest`` / a tar;
 * ``type=cacheonly`` and no output at all: the image stays in the store.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -77,6 +79,11 @@ def _one(
     if out.kind == "docker":
         docker_load(store, low.app_id, epoch, environ)
         return [Done(low.name, "docker", "docker")]
+    if out.kind in ("local", "tar"):
+        if out.dest == "-":
+            raise UsageError(f'target "{low.name}": an output to standard output is not supported')
+        write_filesystem(store, low.app_id, cwd / out.dest, out.kind == "tar", epoch)
+        return [Done(low.name, out.kind, str(cwd / out.dest))]
     if out.kind == "oci":
         fmt = "oci-archive" if out.oci_tar else "oci"
         export_image(store, low.app_id, cwd / out.dest, fmt, epoch)  # type: ignore[arg-type]
@@ -126,3 +133,59 @@ def docker_load(store: Store, image_id: str, epoch: int, environ: Mapping[str, s
 
 def export_kinds(exports: Sequence[Export]) -> str:
     return ",".join(e.kind for e in exports) or "store"
+
+
+def write_filesystem(store: Store, image_id: str, dest: Path, as_tar: bool, epoch: int) -> None:
+    """The image's merged filesystem (what ``type=local`` and ``type=tar`` export): a
+    directory tree at ``dest``, or a tar of it (``-`` is standard output's place, not
+    supported here). Times are clamped to ``epoch`` when it is set; owners are kept
+    when running as root."""
+    import tarfile
+
+    from pipeline.build.images import load_image
+    from pipeline.fs.layerstack import LayerStack
+
+    image = load_image(store, image_id)
+    stack = LayerStack([store.layer_path(d) for d, _ in reversed(image.layers)])
+    entries = [e for e in stack.walk("/") if e.path != "/"]
+    if as_tar:
+        tmp = dest.with_name(f".{dest.name}.partial")
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            for e in entries:
+                info = tarfile.TarInfo(e.path.lstrip("/"))
+                st = e.stat
+                info.mode, info.uid, info.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+                info.mtime = min(int(st.st_mtime), epoch) if epoch else int(st.st_mtime)
+                if stat.S_ISDIR(st.st_mode):
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                elif stat.S_ISLNK(st.st_mode):
+                    info.type, info.linkname = tarfile.SYMTYPE, os.readlink(e.host)
+                    tar.addfile(info)
+                elif stat.S_ISREG(st.st_mode):
+                    info.size = st.st_size
+                    with open(e.host, "rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    continue  # device nodes and fifos are not exported
+        os.replace(tmp, dest)
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    as_root = os.geteuid() == 0
+    for e in entries:
+        target = dest / e.path.lstrip("/")
+        st = e.stat
+        if stat.S_ISDIR(st.st_mode):
+            target.mkdir(exist_ok=True)
+        elif stat.S_ISLNK(st.st_mode):
+            if target.is_symlink() or target.exists():
+                target.unlink()
+            target.symlink_to(os.readlink(e.host))
+        elif stat.S_ISREG(st.st_mode):
+            shutil.copyfile(e.host, target, follow_symlinks=False)
+        else:
+            continue
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(target, stat.S_IMODE(st.st_mode))
+        if as_root:
+            os.lchown(target, st.st_uid, st.st_gid)

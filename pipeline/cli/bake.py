@@ -123,7 +123,7 @@ def _build(
     from pipeline import report
     from pipeline.build.bakeoutputs import write_outputs
     from pipeline.build.executor import BuildOptions
-    from pipeline.errors import BuildFailed
+    from pipeline.errors import BuildFailed, PipelineError
     from pipeline.spec.bakeproject import BakeProject
 
     assert isinstance(project, BakeProject)
@@ -148,19 +148,24 @@ def _build(
             image = project.fleet.images[stage]
             below = graph.closure([image.base.ref]) if image.base.kind == "block" else set()
             rebuild |= set(graph.images[stage].nodes) - below
-    froms = [r for low in lowered for r in low.cache_from]
-    tos = [r for low in lowered for r in low.cache_to]
+    froms = list(dict.fromkeys(_repository(r) for low in lowered for r in low.cache_from))
+    tos = list(dict.fromkeys(_repository(r) for low in lowered for r in low.cache_to))
     for what, refs in (("cache-from", froms), ("cache-to", tos)):
-        if len(set(refs)) > 1:
-            click.echo(f"warning: several {what} registries; using {refs[0]}", err=True)
+        if len(refs) > 1:
+            click.echo(f"warning: several {what} repositories; using {refs[0]}", err=True)
+    caches = ws.remote_caches(None, tos[0] if tos else None, insecure, ca_bundle)
+    if froms:  # as with BuildKit, a cache that cannot be read is a warning, not an error
+        try:
+            found = ws.remote_caches(froms[0], None, insecure, ca_bundle)
+            caches["cache_from"] = found["cache_from"]
+        except PipelineError as exc:
+            click.echo(f"warning: cache-from {froms[0]} is not used: {exc}", err=True)
     options = BuildOptions(
         jobs=jobs or os.cpu_count() or 1,
         epoch=ws.epoch,
         ca_bundle=ca_bundle,
         rebuild=frozenset(rebuild),
-        **ws.remote_caches(
-            froms[0] if froms else None, tos[0] if tos else None, insecure, ca_bundle
-        ),
+        **caches,
     )
     reporter = report.make_reporter(PROGRESS[progress], verbose, sys.stderr)
     result = ws.build(graph, targets, options, reporter, " ".join(["bake", *sys.argv[2:]]))
@@ -188,3 +193,11 @@ def _build(
     finally:
         if registries is not None:
             registries.close()
+
+
+def _repository(ref: str) -> str:
+    """A cache ``ref`` (``host/repo:tag``) as the repository our registry cache uses
+    (one tag per layer key, so bake's tag is dropped)."""
+    head, _, last = ref.rpartition("/")
+    name = last.split("@", 1)[0].split(":", 1)[0]
+    return f"{head}/{name}" if head else name

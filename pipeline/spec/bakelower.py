@@ -11,7 +11,7 @@ targets in a specs directory, which never depends on the working directory);
 Attributes that cannot apply here are refused with a located error (remote contexts,
 other platforms, ``call`` other than build, ``entitlements``, ``ssh``,
 ``extra-hosts``, ``ulimits``, ``shm-size`` other than the sandbox's 64m, ``network``
-other than default/none, output types ``tar``/``local``/``cacheonly`` unknown), or
+other than default/none, unknown output types), or
 reported as a warning when only metadata is lost (``attest``, ``annotations``,
 ``secret``, cache backends other than ``registry``, ``resources``, ``policy``).
 """
@@ -261,17 +261,10 @@ def _export(t: Target, entry: Entry, tags: tuple[str, ...]) -> Export:
     kind = entry.get("type", "")
     if kind not in OUTPUT_TYPES:
         raise _err(t, "output", f'unknown output type "{kind}"')
-    if kind in ("tar", "local"):
-        raise _err(
-            t,
-            "output",
-            f"type={kind} (the image's files, unpacked) is not supported; "
-            "use type=oci or type=docker",
-        )
     names = tuple(n for n in entry.get("name", "").split(",") if n) or tags
     dest = entry.get("dest", "")
-    if kind == "oci" and not dest:
-        raise _err(t, "output", "type=oci needs a dest")
+    if kind in ("oci", "tar", "local") and not dest:
+        raise _err(t, "output", f"type={kind} needs a dest")
     if kind == "registry":
         return Export("registry", names=names, push=True)
     if kind == "image":

@@ -223,7 +223,8 @@ def read_value(key: str, kind: str, value: V, loc: Location, label: str) -> Any:
     if kind == "entries":
         if not cty.is_sequence(value.type):
             raise bad("a list")
-        return [read_entry(key, item, loc, label) for item in value.items if not item.is_null]
+        items = [i for i in value.items if not i.is_null and not (i.type == cty.STRING and i.text == "")]
+        return [read_entry(key, item, loc, label) for item in items]
     return value
 
 
