@@ -110,8 +110,10 @@ def lower_target(t: Target, cwd: Path, file_relative: bool, linked: bool = False
         contexts[name] = _named_context(t, name, value, cwd, file_relative)
     args = {k: a for k, a in (v.get("args") or {}).items() if a is not None}
     app_id = f"app.{t.name}"
-    loc = t.where.get("dockerfile") or t.where.get("dockerfile-inline") or t.where.get("context")
-    loc = loc or Location(t.directory)
+    exports, cache_from, cache_to = _exports(t, warn, linked)
+    loc = t.where.get("target") if v.get("target") else None
+    loc = loc or t.where.get("dockerfile") or t.where.get("dockerfile-inline")
+    loc = loc or t.where.get("context") or Location(t.directory)
     shown = dockerfile if inline is None else Path(f"{t.name}.Dockerfile (dockerfile-inline)")
     images = load_dockerfile(
         shown,
@@ -125,7 +127,6 @@ def lower_target(t: Target, cwd: Path, file_relative: bool, linked: bool = False
         inline=inline,
     )
     images = _adjust(t, images, app_id)
-    exports, cache_from, cache_to = _exports(t, warn, linked)
     ids = {i.id for i in images}
     stage_filter: list[str] = []
     for stage in v.get("no-cache-filter") or ():
@@ -167,6 +168,9 @@ def _check_refusals(t: Target, warn: object) -> None:
                 "platforms",
                 f'cross-platform builds are not supported ("{plat}"; this machine builds "{here}")',
             )
+    network = v.get("network")
+    if network not in (None, "default", "none"):
+        raise _err(t, "network", f'"{network}" is not supported (use default or none)')
     for key, why in (
         ("entitlements", "no entitlement can be granted here"),
         ("ssh", "SSH agent forwarding is not supported"),
@@ -180,9 +184,6 @@ def _check_refusals(t: Target, warn: object) -> None:
         raise _err(
             t, "shm-size", f'"{shm}" cannot be set: RUN steps get the sandbox\'s 64m /dev/shm'
         )
-    network = v.get("network")
-    if network not in (None, "default", "none"):
-        raise _err(t, "network", f'"{network}" is not supported (use default or none)')
     assert callable(warn)
     for key, why in (
         ("attest", "attestations are not produced"),

@@ -223,8 +223,8 @@ def read_value(key: str, kind: str, value: V, loc: Location, label: str) -> Any:
     if kind == "entries":
         if not cty.is_sequence(value.type):
             raise bad("a list")
-        items = [i for i in value.items if not i.is_null and not (i.type == cty.STRING and i.text == "")]
-        return [read_entry(key, item, loc, label) for item in items]
+        kept = [v for v in value.items if not v.is_null and v.data != ""]
+        return [read_entry(key, item, loc, label) for item in kept]
     return value
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import Location, SpecError, did_you_mean
 from pipeline.hcl.files import ParseCache, parse_file
@@ -305,7 +306,8 @@ class Loader(BlockLoader):
         assert isinstance(tags, tuple)
         from pipeline.spec.dockerfile import load_dockerfile
 
-        defs = load_dockerfile(path, app_id, context, dict(args), tags, val.loc)
+        stage: dict[str, Any] = {"target": str(vals["target"].value)} if "target" in vals else {}
+        defs = load_dockerfile(path, app_id, context, dict(args), tags, val.loc, **stage)
         extra = self.meta_steps(vals)
         if not extra:
             return list(defs)
