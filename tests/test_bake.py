@@ -142,7 +142,8 @@ def test_what_cannot_apply_is_refused_in_one_located_line(
 def test_metadata_that_cannot_be_kept_is_a_warning(tmp_path: Path) -> None:
     root = project(
         tmp_path,
-        'target "t" {\n  attest = ["type=sbom"]\n  cache-to = ["type=gha"]\n  shm-size = "64m"\n}\n',
+        'target "t" {\n  attest = ["type=sbom"]\n  cache-to = ["type=gha"]\n'
+        '  shm-size = "64m"\n}\n',
     )
     warnings = bake(root, ["t"]).warnings
     assert any('attribute "attest": attestations are not produced' in w for w in warnings)
@@ -183,7 +184,7 @@ def test_bake_file_from_the_environment_and_standard_input(tmp_path: Path) -> No
 def test_compose_files_and_missing_files_are_clear(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="no bake file"):
         find_files([], tmp_path, {})
-    with pytest.raises(PipelineError, match="nope.hcl: no such bake file"):
+    with pytest.raises(PipelineError, match=r"nope\.hcl: no such bake file"):
         find_files(["nope.hcl"], tmp_path, {})
     (tmp_path / "compose.yaml").write_text("services: {}\n")
     with pytest.raises(PipelineError, match="Compose files are not read"):

@@ -43,7 +43,8 @@ def test_buildkit_style_resolution() -> None:
     names = all_targets(project)
     assert {"lint-default", "lint-labs", "lint-yaml"} <= set(names)
     dockerfiles = [n for n in names if n.startswith("validate-dockerfile-")]
-    assert len(dockerfiles) == 3 and all(len(n) == len("validate-dockerfile-") + 32 for n in dockerfiles)
+    assert len(dockerfiles) == 3
+    assert all(len(n) == len("validate-dockerfile-") + 32 for n in dockerfiles)  # md5 names
     data = json.loads(load_definition(find_files([], project, {}), names, [], {}).print_json())
     t = data["target"]
     assert t["meta-helper"]["tags"] == ["example/kit:local"]
@@ -56,8 +57,9 @@ def test_buildkit_style_resolution() -> None:
     data = json.loads(load_definition(find_files([], project, env), names, [], env).print_json())
     t = data["target"]
     assert t["binaries"]["output"] == [{"dest": "/out", "type": "local"}]
-    assert t["image"]["tags"] == ["example/kit:local-rootless"] and t["image"]["target"] == "rootless"
-    assert t["integration-tests-binaries"]["context"] == "sub"  # a default that follows TEST_CONTEXT
+    assert t["image"]["tags"] == ["example/kit:local-rootless"]
+    assert t["image"]["target"] == "rootless"
+    assert t["integration-tests-binaries"]["context"] == "sub"  # a default following TEST_CONTEXT
     assert "contexts" not in t["integration-tests"]
     env["TEST_BINARIES_CONTEXT"] = "."
     data = json.loads(load_definition(find_files([], project, env), names, [], env).print_json())
@@ -135,4 +137,5 @@ def test_buildable_targets_build(
         assert "registry.example.com/acme/worker:latest" in images
         assert "cache type" not in result.stderr  # a registry cache-from is understood
         plan = cli("bake", "--print", "worker").stdout
-        assert json.loads(plan)["target"]["worker"]["args"] == {"CONCURRENCY": "4", "SERVICE": "worker"}
+        args = json.loads(plan)["target"]["worker"]["args"]
+        assert args == {"CONCURRENCY": "4", "SERVICE": "worker"}
