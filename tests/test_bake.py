@@ -288,3 +288,27 @@ def test_cli_print_and_its_errors(tmp_path: Path) -> None:
     unknown = cli("bake", "--print", "--var", "NOPE=1", check=False)
     assert unknown.returncode == 2 and "no variable 'NOPE'" in unknown.stderr
     assert "Traceback" not in bad.stderr + unknown.stderr
+
+
+def test_groups_may_list_apps_by_reference(tmp_path: Path) -> None:
+    root = project(
+        tmp_path,
+        """
+        app "tool" { from = "busybox:latest" }
+        target "web" { target = "base" }
+        group "all" { targets = [app.tool, "web"] }
+        """,
+    )
+    assert bake(root, ["all"]).outputs == ("app.tool", "app.web")
+    with pytest.raises(PipelineError, match='no target matches "wbe" \\(did you mean "web"'):
+        bake(root, ["all"], set=["wbe.tags=x"])
+
+
+def test_a_specs_directory_of_functions_only_is_an_empty_bake_project(tmp_path: Path) -> None:
+    from pipeline.spec.loader import load_fleet
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "f.hcl").write_text('function "f" {\n  params = []\n  result = 1\n}\n')
+    (specs / "a.hcl").write_text('app "x" {\n  from = "busybox:latest"\n}\n')
+    assert sorted(load_fleet(specs, {}, {}).images) == ["app.x"]

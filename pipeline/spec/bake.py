@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import SpecError, UsageError, did_you_mean
-from pipeline.hcl.values import File
+from pipeline.hcl import cty
+from pipeline.hcl.values import BlockRef, File
 from pipeline.oci.platform import platform_args
 from pipeline.spec.bakeeval import BakeEvaluator, EvalBlock, Evaluated
 from pipeline.spec.baketarget import (
@@ -102,6 +103,11 @@ class _Resolver:
                         hint=did_you_mean(key, ["description", "targets"]),
                     )
                 kind = "strings" if key == "targets" else "str"
+                if key == "targets" and cty.is_sequence(value.type) and not value.is_null:
+                    value = cty.tuple_of(  # app.NAME / image.NAME references name apps
+                        cty.string(v.data.name) if isinstance(v.data, BlockRef) else v
+                        for v in value.items
+                    )
                 got = read_value(key, kind, value, inst.loc(key), inst.label)
                 if key == "targets":
                     entry["targets"] = list(dict.fromkeys([*entry["targets"], *(got or [])]))
@@ -122,13 +128,9 @@ class _Resolver:
             return [pattern]
         found = [n for n in self.raw if fnmatch.fnmatchcase(n, pattern)]
         if not found:
-            raise (
-                UsageError(
-                    f"--set {pattern}: no target matches",
-                )
-                if not any(c in pattern for c in "*?[")
-                else UsageError(f"--set {pattern}: no target matches the pattern")
-            )
+            hint = did_you_mean(pattern, sorted(self.raw))
+            more = f' (did you mean "{hint}"?)' if hint else ""
+            raise UsageError(f'--set {pattern}: no target matches "{pattern}"{more}')
         return found
 
     def match_names(self, pattern: str) -> list[str]:
@@ -209,13 +211,14 @@ def resolve(
     overrides: Sequence[str],
     environ: Mapping[str, str],
     natives: Mapping[str, str] | None = None,
+    use_default: bool = True,
 ) -> Definition:
     """The definition for the names asked for (default: ``default``). ``natives``:
     names of the fleet's own apps and images (name -> id) a group may list."""
     r = _Resolver(ev, parse_overrides(overrides), environ)
     known_natives = natives or {}
     asked: list[str] = []
-    for name in names or ["default"]:
+    for name in names or (["default"] if use_default else []):
         asked += [n for n in r.match_names(name.replace(".", "_")) if n not in asked]
     requested: list[str] = []
     groups: dict[str, dict[str, Any]] = {}

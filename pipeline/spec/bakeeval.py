@@ -170,17 +170,25 @@ class BakeEvaluator:
     # ---- the global scope
 
     def names(self) -> list[str]:
-        return sorted({*self.builtins, *self.variables, *self.attrs, "target", "group"})
+        roots = {"target", "group", *self.native_kinds()}
+        return sorted({*self.builtins, *self.variables, *self.attrs, *roots})
+
+    def native_kinds(self) -> dict[str, list[str]]:
+        """``app``/``image`` -> the names of the spec blocks of that kind."""
+        out: dict[str, list[str]] = {}
+        for block, _ in self.native:
+            if block.type in ("app", "image") and block.labels:
+                out.setdefault(block.type, []).append(block.labels[0])
+        return out
 
     def has(self, name: str) -> bool:
-        return (
-            name in self.builtins
-            or name in self.variables
-            or name in self.attrs
-            or (name in ("target", "group"))
-        )
+        known = name in self.builtins or name in self.variables or name in self.attrs
+        return known or name in ("target", "group") or name in self.native_kinds()
 
     def value(self, name: str) -> object:
+        kinds = self.native_kinds()
+        if name in kinds and name not in self.variables and name not in self.attrs:
+            return Namespace.blocks(name, kinds[name])
         if name == "target":
             return Namespace("target", list(self.instances), self.block_ref("target"))
         if name == "group":

@@ -91,10 +91,10 @@ def load_bake_specs(
     to each file; ``--set NAME=VALUE`` sets variables, as for other specs)."""
     parsed = [(f, Path(f.path).parent.absolute()) for f in files]
     ev = evaluate_files(parsed, dict(environ), dict(overrides))
-    names = [t.name for t in ev.targets]
+    names = list(dict.fromkeys(t.name for t in ev.targets))
     project = _project(
         parsed,
-        names or ["default"],
+        names,
         (),
         dict(environ),
         dict(overrides),
@@ -122,7 +122,10 @@ def _project(
     )
     native = _native_fleet(ev.native, ev.variables, environ)
     native_names = {i.split(".", 1)[1]: i for i in native.images if i.count("/") == 0}
-    definition = resolve(ev, [n for n in names], overrides, environ, natives=native_names)
+    use_default = evaluated is None or bool(names)  # a specs dir may hold functions only
+    definition = resolve(
+        ev, names, overrides, environ, natives=native_names, use_default=use_default
+    )
     lowered: dict[str, Lowered] = {}
     for name, target in definition.targets.items():
         lowered[name] = lower_target(target, cwd, file_relative, linked=name in definition.linked)
@@ -133,10 +136,7 @@ def _project(
                 image.loc, f'{image_id} is defined as an app and as target "{image_id[4:]}"'
             )
         images[image_id] = image
-    groups: dict[str, tuple[str, ...]] = {}
-    for gname in definition.groups:
-        targets, _ = _expand_ids(definition, gname, native_names)
-        groups[gname] = tuple(targets)
+    groups = {g: tuple(_expand_ids(definition, g, native_names)) for g in definition.groups}
     outputs = tuple(
         native_names.get(n, f"app.{n}") if n not in lowered else lowered[n].app_id
         for n in definition.requested
@@ -151,19 +151,17 @@ def _project(
     return BakeProject(definition, lowered, fleet, outputs, warnings)
 
 
-def _expand_ids(
-    definition: Definition, group: str, natives: Mapping[str, str]
-) -> tuple[list[str], None]:
+def _expand_ids(definition: Definition, group: str, natives: Mapping[str, str]) -> list[str]:
     out: list[str] = []
     for member in definition.groups[group]["targets"]:
         if member in definition.groups:
-            sub, _ = _expand_ids(definition, member, natives)
+            sub = _expand_ids(definition, member, natives)
             out += [i for i in sub if i not in out]
         elif member in natives:
             out.append(natives[member])
         elif f"app.{member}" not in out:
             out.append(f"app.{member}")
-    return out, None
+    return out
 
 
 def _native_fleet(
