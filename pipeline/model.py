@@ -152,11 +152,15 @@ class Fleet:
 
     ``images`` maps ImageDef.id to the def, in a stable (sorted) order.
     ``groups`` maps a group name to ImageDef ids, in the order the spec lists them.
+    ``volatile`` maps an app id to what in it changes from run to run (values made
+    by ``timestamp()``/``uuidv4()``): ``arg:NAME=VALUE`` for a build argument, ``all``
+    for everything, and ``by:FUNCTION`` for the functions that made them.
     """
 
     images: Mapping[str, ImageDef]
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    volatile: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def outputs(self) -> tuple[str, ...]:
         """The ids ``build-all`` builds: apps, plus image blocks that have tags."""

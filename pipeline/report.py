@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from pipeline.build.executor import BuildResult, NodeResult, NullReporter, Reporter
@@ -35,8 +35,9 @@ def _clip(text: str, width: int = 72) -> str:
 # -- plans ---------------------------------------------------------------------------
 
 
-def plan_json(graph: BuildGraph) -> dict[str, Any]:
-    """A stable JSON view of the graph (used by golden tests)."""
+def plan_json(graph: BuildGraph, volatile: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A stable JSON view of the graph (used by golden tests); ``volatile``: node key ->
+    why its key changes between runs (see ``build.volatile``)."""
     used = graph.closure(graph.outputs)
     nodes = []
     for key in graph.order():
@@ -52,6 +53,8 @@ def plan_json(graph: BuildGraph) -> dict[str, Any]:
         }
         if n.kind == "base":
             entry["resolved"] = n.resolved
+        if volatile and key in volatile:
+            entry["volatile"] = volatile[key]
         if n.copy_from:
             entry["copy_from"] = n.copy_from
         nodes.append(entry)
@@ -68,7 +71,7 @@ def plan_json(graph: BuildGraph) -> dict[str, Any]:
     return {"nodes": nodes, "images": images, "summary": summary}
 
 
-def plan_text(graph: BuildGraph) -> str:
+def plan_text(graph: BuildGraph, volatile: Mapping[str, str] | None = None) -> str:
     """Each output's chain as a tree; shared nodes marked with who shares them."""
     lines: list[str] = []
     sharers: dict[str, list[str]] = {}  # key -> sorted apps, computed once per node
@@ -88,6 +91,8 @@ def plan_text(graph: BuildGraph) -> str:
                 mark = f"  (shared with {', '.join(others)}{f', +{rest}' if rest else ''})"
             if node.kind == "base" and not node.resolved:
                 mark += "  (unresolved)"
+            if volatile and key in volatile:
+                mark += f"  (volatile: {volatile[key]})"
             branch = "└─ " if depth == len(plan.nodes) - 1 else "├─ "
             lines.append(f"  {branch}{short(key)} {_clip(node.label)}{mark}")
         lines.append("")

@@ -53,6 +53,7 @@ class BuildOptions:
     ca_bundle: Path | None = None
     cache_from: RemoteCache | None = None
     cache_to: RemoteCache | None = None
+    rebuild: frozenset[str] = frozenset()  # node keys built again, cache or not (no-cache)
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def _schedule(
                     rep.node_finished(node, apps, results[key])
                     continue
                 parent_layers = results[node.parent].layers if node.parent else ()
-                hit = _cached(store, node, parent_layers)
+                hit = None if key in options.rebuild else _cached(store, node, parent_layers)
                 if hit is not None:
                     results[key] = hit
                     rep.node_finished(node, apps, hit)
@@ -266,10 +267,11 @@ def _build_node(
         if node.kind == "base":
             return _base_node(store, node)
         with store.key_lock(node.key):
-            diff_id = store.lookup(node.key)  # someone else may have built it meanwhile
+            fresh = node.key in options.rebuild
+            diff_id = None if fresh else store.lookup(node.key)  # built meanwhile?
             if diff_id is not None:
                 return NodeResult(node.key, "cached", (*parent_layers, diff_id))
-            if options.cache_from is not None:
+            if options.cache_from is not None and not fresh:
                 diff_id = options.cache_from.fetch(node.key, store)
                 if diff_id is not None:
                     seconds = time.monotonic() - started

@@ -37,16 +37,19 @@ def validate(ctx: click.Context, specs: Path, sets: Sequence[str]) -> None:
 def plan(ctx: click.Context, specs: Path, sets: Sequence[str], fmt: str) -> None:
     """Show the merged layer DAG and what is shared."""
     from pipeline import report
+    from pipeline.build.volatile import volatile_keys
 
-    graph = workspace(ctx, specs, sets).compile()
+    ws = workspace(ctx, specs, sets)
+    graph = ws.compile()
+    volatile = volatile_keys(graph, ws.fleet)
     if fmt == "json":
-        click.echo(json.dumps(report.plan_json(graph), indent=2, sort_keys=True))
+        click.echo(json.dumps(report.plan_json(graph, volatile), indent=2, sort_keys=True))
     elif fmt == "dot":
         click.echo(report.plan_dot(graph))
     elif fmt == "mermaid":
         click.echo(report.plan_mermaid(graph))
     else:
-        click.echo(report.plan_text(graph))
+        click.echo(report.plan_text(graph, volatile))
 
 
 def _run_build(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli import ci, container, fleet, images, remote
+from pipeline.cli import bake, ci, container, fleet, images, remote
 from pipeline.cli.common import Ctx
 from pipeline.errors import PipelineError
 
@@ -54,6 +54,7 @@ for command in (
     ci.verify,
     ci.bench,
     ci.report_,
+    bake.bake,
 ):
     main.add_command(command)
 

@@ -39,7 +39,7 @@ class ParseCache(Protocol):
 
 
 # Bump when the classes of a parsed File change, so stale cache entries are never used.
-PARSE_FORMAT = 1
+PARSE_FORMAT = 2
 
 
 def _hcl2_version() -> str:

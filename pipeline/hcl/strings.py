@@ -19,7 +19,7 @@ from pipeline.hcl.values import (
 
 @dataclass(frozen=True)
 class Directive:
-    kind: str  # if, else, endif, for, endfor
+    kind: str  # if, else, endif, for, endfor, or interp (an interpolation with a ~)
     loc: Location
     strip_left: bool
     strip_right: bool
@@ -55,6 +55,10 @@ def nest(flat: list[Flat], loc: Location) -> tuple[TemplatePart, ...]:
                 elif item != "":
                     out.append(item)
                 continue
+            if item.kind == "interp":
+                assert item.expr is not None
+                out.append(item.expr)
+                continue
             if item.kind in stop:
                 return out, item
             if item.kind == "if":
@@ -84,8 +88,18 @@ def nest(flat: list[Flat], loc: Location) -> tuple[TemplatePart, ...]:
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 
 
+def _at(loc: Location, text: str, i: int) -> Location:
+    """The location of ``text[i]`` when ``text`` starts at ``loc``."""
+    before = text[:i]
+    newlines = before.count("\n")
+    if not newlines:
+        return Location(loc.file, loc.line, loc.col + i)
+    return Location(loc.file, loc.line + newlines, i - before.rfind("\n"))
+
+
 def unescape(text: str, loc: Location) -> str:
-    """Decode HCL string escapes: \\n \\r \\t \\" \\\\ \\uNNNN \\UNNNNNNNN."""
+    """Decode HCL string escapes: \\n \\r \\t \\" \\\\ \\uNNNN \\UNNNNNNNN. A bad
+    escape is reported at its backslash."""
     if "\\" not in text:
         return text
     out: list[str] = []
@@ -104,11 +118,11 @@ def unescape(text: str, loc: Location) -> str:
             width = 4 if nxt == "u" else 8
             digits = text[i + 2 : i + 2 + width]
             if len(digits) != width or not all(d in "0123456789abcdefABCDEF" for d in digits):
-                raise SpecError(loc, f"invalid escape sequence \\{nxt}{digits}")
+                raise SpecError(_at(loc, text, i), f"invalid escape sequence \\{nxt}{digits}")
             out.append(chr(int(digits, 16)))
             i += 2 + width
         else:
-            raise SpecError(loc, f"invalid escape sequence \\{nxt}")
+            raise SpecError(_at(loc, text, i), f"invalid escape sequence \\{nxt}")
     return "".join(out)
 
 
@@ -181,3 +195,134 @@ def _skip_quoted(text: str, i: int) -> int:
         else:
             i += 1
     return n
+
+
+Strips: TypeAlias = "dict[tuple[int, int], tuple[bool, bool]]"
+
+
+def mark_strips(text: str) -> tuple[str, Strips]:
+    """Strip markers of interpolations (``${~ x ~}``), which the grammar does not
+    know: each ``~`` just inside an interpolation's braces becomes a space (so every
+    column stays where it was), and the result maps the (line, column) of the
+    interpolation's ``$`` to (strip left, strip right). ``$${`` escapes are skipped."""
+    if "~" not in text or "${" not in text:
+        return text, {}
+    chars = list(text)
+    strips: Strips = {}
+    line, line_start = 1, 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line, line_start = line + 1, i + 1
+            i += 1
+            continue
+        if text.startswith("$${", i):
+            i += 3
+            continue
+        if text.startswith("${", i):
+            end = _skip_sequence(text, i + 2)
+            left = i + 2 < n and text[i + 2] == "~"
+            right = end - 2 > i + 2 and text[end - 1] == "}" and text[end - 2] == "~"
+            if left:
+                chars[i + 2] = " "
+            if right:
+                chars[end - 2] = " "
+            if left or right:
+                strips[(line, i - line_start + 1)] = (left, right)
+            i += 2
+            continue
+        i += 1
+    return "".join(chars), strips
+
+
+def unclosed_brace(text: str) -> tuple[int, int] | None:
+    """(line, column) of the last ``{`` that is never closed, skipping strings,
+    comments and heredocs; None when every brace is closed."""
+    stack: list[tuple[int, int]] = []
+    line, line_start, i, n = 1, 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line, line_start = line + 1, i + 1
+        elif c == "#" or text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            stop = n if end < 0 else end + 2
+            line += text.count("\n", i, stop)
+            if "\n" in text[i:stop]:
+                line_start = text.rfind("\n", i, stop) + 1
+            i = stop
+            continue
+        elif c == '"':
+            stop = _skip_quoted(text, i + 1)
+            line += text.count("\n", i, stop)
+            if "\n" in text[i:stop]:
+                line_start = text.rfind("\n", i, stop) + 1
+            i = stop
+            continue
+        elif text.startswith("<<", i):
+            marker_end = text.find("\n", i)
+            marker = text[i + 2 : marker_end].lstrip("-").strip() if marker_end > 0 else ""
+            if marker.isidentifier():
+                close = text.find("\n", marker_end + 1)
+                while close >= 0 and text[close + 1 :].split("\n", 1)[0].strip() != marker:
+                    close = text.find("\n", close + 1)
+                stop = n if close < 0 else close + 1
+                line += text.count("\n", i, stop)
+                line_start = text.rfind("\n", i, stop) + 1
+                i = stop
+                continue
+        elif c == "{":
+            stack.append((line, i - line_start + 1))
+        elif c == "}" and stack:
+            stack.pop()
+        i += 1
+    return stack[-1] if stack else None
+
+
+def blank_block_comments(text: str) -> str:
+    """``text`` with every ``/* ... */`` comment outside strings and heredocs turned
+    into spaces (newlines kept), so a comment may stand wherever a space may, as HCL
+    allows; positions do not move."""
+    if "/*" not in text:
+        return text
+    chars = list(text)
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#" or text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            stop = n if end < 0 else end + 2
+            for j in range(i, stop):
+                if chars[j] != "\n":
+                    chars[j] = " "
+            i = stop
+        elif c == '"':
+            i = _skip_quoted(text, i + 1)
+        elif text.startswith("<<", i):
+            i = _skip_heredoc(text, i)
+        else:
+            i += 1
+    return "".join(chars)
+
+
+def _skip_heredoc(text: str, i: int) -> int:
+    """Index just past the heredoc starting at ``i`` (``<<`` / ``<<-``), or i + 2."""
+    marker_end = text.find("\n", i)
+    marker = text[i + 2 : marker_end].lstrip("-").strip() if marker_end > 0 else ""
+    if not marker.isidentifier():
+        return i + 2
+    close = text.find("\n", marker_end + 1)
+    while close >= 0 and text[close + 1 :].split("\n", 1)[0].strip() != marker:
+        close = text.find("\n", close + 1)
+    if close < 0:
+        return len(text)
+    after = text.find("\n", close + 1)
+    return len(text) if after < 0 else after

@@ -14,7 +14,18 @@ from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from pipeline.errors import Location, SpecError
-from pipeline.hcl.strings import Directive, Flat, nest, quote_heredoc, unescape
+from pipeline.hcl.numbers import parse_decimal
+from pipeline.hcl.strings import (
+    Directive,
+    Flat,
+    Strips,
+    blank_block_comments,
+    mark_strips,
+    nest,
+    quote_heredoc,
+    unclosed_brace,
+    unescape,
+)
 from pipeline.hcl.values import (
     PLACEHOLDER,
     Attribute,
@@ -34,15 +45,15 @@ from pipeline.hcl.values import (
     TupleExpr,
     Unary,
     Variable,
-    integral,
 )
 
 
 def parse(text: str, path: str) -> File:
     """Parse HCL text. ``path`` is what locations show. Raises SpecError on bad syntax,
     on a duplicate attribute in one body, and on interpolation in a block label."""
+    text, strips = mark_strips(blank_block_comments(text))
     tree = _parse_tree(text, path, _NO_SHIFT)
-    conv = _Converter(path, _NO_SHIFT)
+    conv = _Converter(path, _NO_SHIFT, strips)
     body = next(c for c in tree.children if isinstance(c, Tree) and c.data == "body")
     return File(path, conv.body(body, None))
 
@@ -50,11 +61,32 @@ def parse(text: str, path: str) -> File:
 def parse_expression(text: str, path: str = "<expr>") -> Expr:
     """Parse one expression (``1 + var.x``); for tests and command-line values."""
     shift = _Shift(col_first=-4)
+    text, strips = mark_strips(blank_block_comments(text))
     tree = _parse_tree(f"_ = {text}", path, shift)
-    conv = _Converter(path, shift)
+    conv = _Converter(path, shift, strips)
     body = next(c for c in tree.children if isinstance(c, Tree) and c.data == "body")
     attr = next(c for c in body.children if isinstance(c, Tree) and c.data == "attribute")
     return conv.expr(attr.children[-1])
+
+
+def parse_template(text: str, loc: Location) -> Template:
+    """``text`` (already unescaped, e.g. a JSON string) as a standalone template;
+    positions inside it are shown from ``loc`` on (exact for one-line text)."""
+    if not text:
+        return Template(loc, ("",))
+    text, marked = mark_strips(text)
+    strips = {
+        (line + loc.line - 1, col + loc.col if line == 1 else col): flags
+        for (line, col), flags in marked.items()
+    }
+    quoted, inserted = quote_heredoc(text, 6)
+    shift = _Shift(loc.line - 1, loc.col - 5, 0, inserted)
+    conv = _Converter(loc.file, shift, strips)
+    tree = _parse_tree('_ = "' + quoted + '"', loc.file, shift)
+    attr = _trees(_trees(tree)[0])[0]
+    template = conv.expr(attr.children[-1])
+    assert isinstance(template, Template)
+    return Template(loc, template.parts)
 
 
 @dataclass(frozen=True)
@@ -88,7 +120,25 @@ def _parse_tree(text: str, path: str, shift: _Shift) -> Tree[Token]:
             line = text.count("\n") + 1
             col = len(text.rsplit("\n", 1)[-1]) + 1
         loc = Location(path, *shift.map(line, col))
-        raise SpecError(loc, "syntax error: " + _syntax_message(exc)) from None
+        message = _syntax_message(exc)
+        if "in an unterminated string" in message:
+            line, col = _line_end(text, line, col)
+            loc = Location(path, *shift.map(line, col))
+            raise SpecError(loc, "syntax error: unterminated string") from None
+        if message.startswith("unexpected end of file"):
+            opened = unclosed_brace(text)
+            if opened is not None:
+                at = Location(path, *shift.map(*opened))
+                raise SpecError(at, 'syntax error: this "{" is never closed') from None
+        raise SpecError(loc, "syntax error: " + message) from None
+
+
+def _line_end(text: str, line: int, col: int) -> tuple[int, int]:
+    """The position of the end of ``line`` (its newline, or the end of the text)."""
+    lines = text.split("\n")
+    if 1 <= line <= len(lines):
+        return line, len(lines[line - 1]) + 1
+    return line, col
 
 
 _CLOSERS = {"EQ": '"="', "COMMA": '","', "RBRACE": '"}"', "RSQB": '"]"', "RPAR": '")"'}
@@ -160,9 +210,10 @@ def _name_of(node: Tree[Token]) -> str:
 class _Converter:
     """Lark tree -> Expr/Block; ``shift`` maps positions of re-parsed text."""
 
-    def __init__(self, path: str, shift: _Shift) -> None:
+    def __init__(self, path: str, shift: _Shift, strips: Strips | None = None) -> None:
         self.path = path
         self.shift = shift
+        self.strips = strips or {}
 
     def loc(self, node: Tree[Token] | Token) -> Location:
         if isinstance(node, Token):
@@ -240,7 +291,10 @@ class _Converter:
         return Literal(self.loc(node), int(_name_of(node)))
 
     def x_float_lit(self, node: Tree[Token]) -> Expr:
-        return Literal(self.loc(node), integral(float(_name_of(node))))
+        value = parse_decimal(_name_of(node))
+        if value is None:  # pragma: no cover - the grammar only lexes decimals
+            raise SpecError(self.loc(node), f"invalid number {_name_of(node)}")
+        return Literal(self.loc(node), value)
 
     def x_literal_value(self, node: Tree[Token]) -> Expr:
         text = _name_of(node)
@@ -313,7 +367,8 @@ class _Converter:
 
     def get_attr(self, target: Expr, node: Tree[Token], loc: Location) -> GetAttr:
         name_node = _trees(node)[0]
-        return GetAttr(loc, target, _name_of(name_node), self.loc(name_node))
+        # errors about the attribute point at its ".", as HCL's traversal ranges do
+        return GetAttr(loc, target, _name_of(name_node), self.loc(node))
 
     def index(self, target: Expr, node: Tree[Token], loc: Location) -> Index:
         if node.data == "short_index":
@@ -330,7 +385,14 @@ class _Converter:
         loc = self.loc(node)
         ops: list[GetAttr | Index] = []
         current: Expr = Variable(loc, PLACEHOLDER)
-        for op in _trees(splat):
+        steps = _trees(splat)
+        attr_only = splat.data == "attr_splat"
+        # x.*.a[0] is [for v in x: v.a][0]: in an attribute-only splat an index
+        # ends the splat and applies to its result
+        cut = next(
+            (i for i, op in enumerate(steps) if attr_only and op.data != "get_attr"), len(steps)
+        )
+        for op in steps[:cut]:
             step = (
                 self.get_attr(current, op, loc)
                 if op.data == "get_attr"
@@ -338,7 +400,14 @@ class _Converter:
             )
             ops.append(step)
             current = step
-        return Splat(loc, self.expr(target), tuple(ops))
+        result: Expr = Splat(loc, self.expr(target), tuple(ops))
+        for op in steps[cut:]:
+            result = (
+                self.get_attr(result, op, loc)
+                if op.data == "get_attr"
+                else self.index(result, op, loc)
+            )
+        return result
 
     x_attr_splat_expr_term = _splat
     x_full_splat_expr_term = _splat
@@ -402,7 +471,11 @@ class _Converter:
     def directive(self, node: Tree[Token]) -> Flat:
         loc = self.loc(node)
         if node.data == "interpolation":
-            return self.expr(_trees(node)[0])
+            expr = self.expr(_trees(node)[0])
+            left, right = self.strips.get((loc.line, loc.col), (False, False))
+            if left or right:
+                return Directive("interp", loc, left, right, expr, [])
+            return expr
         tokens = [c for c in node.children if isinstance(c, Token)]
         strip_left = len(tokens) > 1 and tokens[1].type == "STRIP_MARKER"
         strip_right = len(tokens) > 1 and tokens[-2].type == "STRIP_MARKER"
@@ -424,7 +497,7 @@ class _Converter:
         indent = 0
         if trim:
             lines = body.split("\n")
-            widths = [len(ln) - len(ln.lstrip(" \t")) for ln in lines if ln.strip()]
+            widths = [len(ln) - len(ln.lstrip()) for ln in lines if ln.strip()]  # Unicode spaces
             indent = min(widths, default=0)
             body = "\n".join(ln[indent:] for ln in lines)
         loc = self.loc(token)
@@ -434,7 +507,7 @@ class _Converter:
         # marker and starts with `_ = "` (5 columns); trimmed indentation comes back.
         quoted, inserted = quote_heredoc(body, 6)
         shift = _Shift(loc.line, -5 + indent, indent, inserted)
-        sub = _Converter(self.path, shift)
+        sub = _Converter(self.path, shift, self.strips)
         tree = _parse_tree('_ = "' + quoted + '"', self.path, shift)
         attr = _trees(_trees(tree)[0])[0]
         template = sub.expr(attr.children[-1])

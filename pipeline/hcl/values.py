@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import TypeAlias
 
 from pipeline.errors import Location, SpecError, did_you_mean
@@ -47,7 +48,7 @@ class Namespace:
         self,
         name: str,
         names: Iterable[str],
-        resolve: Callable[[str, Location], Value],
+        resolve: Callable[[str, Location], object],
     ) -> None:
         self.name = name
         self.names = frozenset(names)
@@ -63,7 +64,7 @@ class Namespace:
         """``kind.NAME`` evaluates to ``BlockRef(kind, NAME, <where it was written>)``."""
         return cls(kind, names, lambda key, loc: BlockRef(kind, key, loc))
 
-    def attr(self, key: str, loc: Location) -> Value:
+    def attr(self, key: str, loc: Location) -> object:
         if key not in self.names:
             hint = did_you_mean(key, sorted(self.names))
             raise SpecError(
@@ -135,7 +136,7 @@ class Expr:
 
 @dataclass(frozen=True)
 class Literal(Expr):
-    value: bool | int | float | str | None
+    value: bool | int | float | Fraction | str | None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ Known differences from Docker, by design or for now:
   this Dockerfile, in this stage or a stage it builds on, does win here too);
 * ignore files use gitignore syntax (see ``pipeline.context``);
 * heredocs, secret/bind/ssh/tmpfs mounts, ADD of URLs or archives, COPY from an
-  image that is not a stage, ``--parents``/``--exclude`` are refused with a message.
+  image that is neither a stage nor a named context, ``--parents``/``--exclude`` are
+  refused with a message.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from pipeline.model import (
 )
 from pipeline.oci.config import DEFAULT_PATH
 from pipeline.oci.platform import platform_args
+from pipeline.spec.dockercontexts import NamedContext, context_copy, context_image, up_to_stage
 from pipeline.spec.dockerwords import (
     NAME_CHARS,
     NAME_START,
@@ -82,8 +84,6 @@ SUPPORTED = (
 )
 DOCKER_ONLY = ("HEALTHCHECK", "ONBUILD", "SHELL", "VOLUME", "STOPSIGNAL", "MAINTAINER")
 """Real Dockerfile instructions this builder refuses (no hint offered for them)."""
-
-"""What ``$PATH`` expands to when the Dockerfile has not set PATH itself."""
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9._-]*$")
 _HEREDOC = re.compile(r"^\d*<<-?[^<]+$")
@@ -123,8 +123,11 @@ class _Loader:
         context: Path,
         build_args: Mapping[str, str],
         escape: str,
+        contexts: Mapping[str, NamedContext] | None = None,
     ) -> None:
         self.path = path
+        self.contexts = dict(contexts or {})
+        self.extra: dict[str, ImageDef] = {}  # images made for named contexts
         self.app_id = app_id
         self.block = f'app "{app_id.split(".", 1)[-1]}"'
         self.context = Path(os.path.abspath(context))
@@ -228,7 +231,7 @@ class _Loader:
                 handlers[ins.word](self.stages[-1], ins)
         if not self.stages:
             raise SpecError(Location(str(self.path)), "no FROM instruction", block=self.block)
-        return tuple(self.image(s, last=s is self.stages[-1]) for s in self.stages)
+        return (*self.extra.values(), *(self.image(s, s is self.stages[-1]) for s in self.stages))
 
     def stage_id(self, stage: _Stage, last: bool) -> str:
         if last:
@@ -272,7 +275,10 @@ class _Loader:
         if not image:
             raise self.error(ins, f'FROM: "{words[0]}" is empty after substitution')
         env: dict[str, str] = {}
-        if image.lower() in self.by_name:
+        if image in self.contexts:  # a named context replaces a stage of that name
+            made = context_image(self.extra, self.app_id, image, self.contexts[image], ins.loc)
+            base = BaseRef("block", made, ins.loc)
+        elif image.lower() in self.by_name:
             parent = self.stages[self.by_name[image.lower()]]
             base = BaseRef("block", self.stage_id(parent, last=False), ins.loc)
             env = dict(parent.env)
@@ -453,7 +459,13 @@ class _Loader:
             raise self.error(ins, f'{ins.word} --chmod="{chmod}": expected an octal mode like 0755')
         src_from = self.value_flag(ins, flags, "from")
         if src_from is not None:
-            source_id = self.stage_ref(stage, ins, self.sub(ins, src_from, scope))
+            name = self.sub(ins, src_from, scope)
+            if name in self.contexts:
+                what, where = (sources, dest, chown, chmod), (ins.loc, self.block, ins.word)
+                copy = context_copy(self.extra, self.app_id, name, self.contexts[name], what, where)
+                stage.steps.append(copy)
+                return
+            source_id = self.stage_ref(stage, ins, name)
             stage.steps.append(Copy(sources, dest, "", source_id, chown, chmod, (), ins.loc))
             return
         if is_add:
@@ -538,6 +550,10 @@ def load_dockerfile(
     build_args: Mapping[str, str],
     tags: tuple[str, ...],
     loc: Location,
+    *,
+    target: str | None = None,
+    contexts: Mapping[str, NamedContext] | None = None,
+    inline: str | None = None,
 ) -> tuple[ImageDef, ...]:
     """The ImageDefs of a Dockerfile, in stage order; the last is the app.
 
@@ -547,6 +563,8 @@ def load_dockerfile(
     ``build_args`` override ARG defaults; undeclared ones are ignored, as in Docker.
     Each step carries ``Location(str(path), line, 1)`` of its instruction's first line.
 
+    ``target``: the stage to build (the app; later stages are not read). ``contexts``:
+    named contexts (see :mod:`.dockercontexts`). ``inline``: the Dockerfile's text.
     COPY/ADD sources are checked against ``context`` (and its ignore file) so a
     missing or unsafe source is reported here, located. Every error is a
     ``SpecError`` whose message starts with the location (``loc``, the spec line, for
@@ -554,7 +572,7 @@ def load_dockerfile(
     """
     block = f'app "{app_id.split(".", 1)[-1]}"'
     try:
-        data = path.read_bytes()
+        data = inline.encode() if inline is not None else path.read_bytes()
     except FileNotFoundError:
         raise SpecError(loc, f'Dockerfile "{path}" not found', block=block) from None
     except IsADirectoryError:
@@ -576,6 +594,7 @@ def load_dockerfile(
     ]
     if not instrs:
         raise SpecError(Location(str(path)), "empty Dockerfile (no instructions)", block=block)
-    images = _Loader(path, app_id, context, build_args, _escape_char(text)).load(instrs)
+    instrs = up_to_stage(instrs, target, loc, block) if target is not None else instrs
+    images = _Loader(path, app_id, context, build_args, _escape_char(text), contexts).load(instrs)
     last = images[-1]
     return (*images[:-1], ImageDef(last.id, last.base, last.steps, tuple(tags), True, last.loc))

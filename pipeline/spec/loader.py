@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import Location, SpecError, did_you_mean
 from pipeline.hcl.files import ParseCache, parse_file
@@ -305,7 +306,8 @@ class Loader(BlockLoader):
         assert isinstance(tags, tuple)
         from pipeline.spec.dockerfile import load_dockerfile
 
-        defs = load_dockerfile(path, app_id, context, dict(args), tags, val.loc)
+        stage: dict[str, Any] = {"target": str(vals["target"].value)} if "target" in vals else {}
+        defs = load_dockerfile(path, app_id, context, dict(args), tags, val.loc, **stage)
         extra = self.meta_steps(vals)
         if not extra:
             return list(defs)
@@ -433,9 +435,15 @@ def load_fleet(
     against the directory of the file that wrote them; locations show files as
     ``str(specs_dir / name)``. Raises SpecError (exit status 2) on any bad input.
     ``parse_cache`` (optional, owned by the caller) skips re-parsing unchanged files.
+    Files that hold bake ``target``/``function`` blocks are read as a bake project
+    (:func:`pipeline.spec.bakeproject.load_bake_specs`).
     """
     paths = sorted(p for p in specs_dir.glob("*.hcl") if p.is_file())
     if not paths:
         raise SpecError(Location(str(specs_dir)), "no *.hcl spec files in this directory")
     files = [parse_file(p, str(specs_dir / p.name), parse_cache) for p in paths]
+    from pipeline.spec.bakeproject import is_bake, load_bake_specs
+
+    if is_bake(files):  # target blocks: read with bake's rules (see spec.bakeproject)
+        return load_bake_specs(files, dict(overrides or {}), dict(environ or {}))
     return Loader(files, dict(overrides or {}), dict(environ or {})).load()

@@ -77,12 +77,13 @@ APP_ATTRS = {
     "dockerfile": "string",
     "context": "string",
     "args": "map",
+    "target": "string",
     **META_FIELDS,
 }
 APP_MAP_ATTRS = ("env", "labels", "args")  # merged key-wise by ``inherits``
 NOT_INHERITED = ("inherits", "matrix", "name")
 NOT_WITH_DOCKERFILE = ("from", "apt", "pip", "source")
-ONLY_WITH_DOCKERFILE = ("context", "args")
+ONLY_WITH_DOCKERFILE = ("context", "args", "target")
 GROUP_ATTRS = {"targets": "refs", "description": "string"}
 VARIABLE_ATTRS = ("default", "type", "description")
 RUN_ATTRS = {"command": "command", "network": "string"}

@@ -1,0 +1,5 @@
+target "worker" {
+  args = {
+    CONCURRENCY = 4
+  }
+}

@@ -1,0 +1,3 @@
+FROM busybox:latest
+COPY cmd/ /src/cmd/
+RUN for f in /src/cmd/*.sh; do sh -n "$f"; done

@@ -1,0 +1,6 @@
+variable "REPLICAS" {
+  default = 1
+}
+target "default" {
+  args = { REPLICAS = REPLICAS }
+}

@@ -1,0 +1,32 @@
+result_type = object({
+  add        = number
+  sub        = number
+  mul        = number
+  div        = number
+  mod        = number
+  mod_neg    = number
+  mod_frac   = number
+  beyond_f64 = number
+  huge       = number
+  from_str   = number
+  precedence = number
+  paren      = number
+  negate     = number
+  third      = number
+})
+result = {
+  add        = 5.5
+  sub        = 1.5
+  mul        = 9
+  div        = 0.1
+  mod        = 1
+  mod_neg    = -1
+  mod_frac   = 0.80000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000024
+  beyond_f64 = 9007199254740993
+  huge       = 680564733841876926926749214863536422912
+  from_str   = 3
+  precedence = 5
+  paren      = 9
+  negate     = 3
+  third      = 0.33333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333335
+}

@@ -1,0 +1,6 @@
+step {
+  run = "a"
+}
+step {
+  run = "b"
+}

@@ -1,0 +1,5 @@
+result_type = list(object({ run = string }))
+result = [
+  { run = "a" },
+  { run = "b" },
+]

@@ -1,0 +1,5 @@
+# hash comment
+a = 1 // slash comment
+/* block
+   comment */ b = 2
+c = /* inline */ 3

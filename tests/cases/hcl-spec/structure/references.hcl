@@ -1,0 +1,3 @@
+a = foo.bar
+b = [for x in baz : x.y]
+c = "${qux[0]}"

@@ -1,0 +1,15 @@
+# A block that is never closed is reported at its opening brace.
+diagnostics {
+  error {
+    from {
+      line   = 1
+      column = 3
+      byte   = 2
+    }
+    to {
+      line   = 1
+      column = 4
+      byte   = 3
+    }
+  }
+}

@@ -1,0 +1,2 @@
+a = "a value"
+c = "not in the spec"
