@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from pipeline.build.outputs import MARKER, place
+from pipeline.build.outputs import MARKER, merge_tree, place
 from pipeline.errors import UsageError
 from tests.conftest import Cli
 
@@ -226,3 +227,43 @@ def test_the_cli_says_when_it_tightens_an_open_store(cli: Cli, store_path: Path)
     proc = cli("images")
     assert f"{store_path}: tightened mode 0755 to 0700" in proc.stderr
     assert (store_path.stat().st_mode & 0o777) == 0o700
+
+
+def _tree(files: dict[str, str]) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
+        tmp.mkdir()
+        for rel, text in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_text(text)
+
+    return write
+
+
+def test_a_local_export_adds_files_and_replaces_only_its_own(tmp_path: Path) -> None:
+    dest, records = tmp_path / "project", tmp_path / "records"
+    dest.mkdir()
+    (dest / "README").write_text("the user's")
+    merge_tree(dest, _tree({"bin/tool": "v1"}), records)
+    assert (dest / "bin" / "tool").read_text() == "v1"
+    assert sorted(p.name for p in dest.iterdir()) == ["README", "bin"]  # nothing else
+    merge_tree(dest, _tree({"bin/tool": "v2"}), records)  # ours, unchanged: replaced
+    assert (dest / "bin" / "tool").read_text() == "v2"
+    (dest / "bin" / "tool").write_text("edited by the user")
+    with pytest.raises(UsageError, match="not written by an earlier export"):
+        merge_tree(dest, _tree({"bin/tool": "v3"}), records)
+    assert (dest / "bin" / "tool").read_text() == "edited by the user"
+    with pytest.raises(UsageError, match="README: exists"):
+        merge_tree(dest, _tree({"README": "image's", "new": "x"}), records)
+    assert (dest / "README").read_text() == "the user's" and not (dest / "new").exists()
+    assert [p.name for p in dest.iterdir() if p.name.startswith(".pipeline")] == []
+
+
+def test_a_local_export_never_follows_a_symlink_in_dest(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "etc").symlink_to(outside)
+    with pytest.raises(UsageError, match="etc: exists"):
+        merge_tree(dest, _tree({"etc/passwd": "root"}), tmp_path / "records")
+    assert list(outside.iterdir()) == []

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.build.outputs import previous_output
 from pipeline.errors import PipelineError, UsageError
 from pipeline.spec.bakelower import Export, Lowered
 from pipeline.store import Store
@@ -69,12 +70,14 @@ def _one(
     push: Callable[[str, Sequence[str]], list[str]],
     environ: Mapping[str, str],
 ) -> list[Done]:
-    from pipeline.build.images import export_image
+    from pipeline.build.images import Format, export_image
 
     if out.dest:
         (cwd / out.dest).parent.mkdir(parents=True, exist_ok=True)
     if out.kind == "docker" and out.dest:
-        export_image(store, low.app_id, cwd / out.dest, "docker-archive", epoch)
+        export_image(
+            store, low.app_id, cwd / out.dest, "docker-archive", epoch, replaceable=previous_output
+        )
         return [Done(low.name, "docker", str(cwd / out.dest))]
     if out.kind == "docker":
         docker_load(store, low.app_id, epoch, environ)
@@ -85,8 +88,15 @@ def _one(
         write_filesystem(store, low.app_id, cwd / out.dest, out.kind == "tar", epoch)
         return [Done(low.name, out.kind, str(cwd / out.dest))]
     if out.kind == "oci":
-        fmt = "oci-archive" if out.oci_tar else "oci"
-        export_image(store, low.app_id, cwd / out.dest, fmt, epoch)  # type: ignore[arg-type]
+        fmt: Format = "oci-archive" if out.oci_tar else "oci"
+        export_image(
+            store,
+            low.app_id,
+            cwd / out.dest,
+            fmt,
+            epoch,
+            replaceable=previous_output,
+        )
         return [Done(low.name, "oci", str(cwd / out.dest))]
     if out.kind in ("registry", "image") and out.push:
         names = out.names or _tags(low)
@@ -143,13 +153,14 @@ def write_filesystem(store: Store, image_id: str, dest: Path, as_tar: bool, epoc
     import tarfile
 
     from pipeline.build.images import load_image
+    from pipeline.build.outputs import merge_tree, place
     from pipeline.fs.layerstack import LayerStack
 
     image = load_image(store, image_id)
     stack = LayerStack([store.layer_path(d) for d, _ in reversed(image.layers)])
     entries = [e for e in stack.walk("/") if e.path != "/"]
-    if as_tar:
-        tmp = dest.with_name(f".{dest.name}.partial")
+
+    def write_tar(tmp: Path) -> None:
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
             for e in entries:
                 info = tarfile.TarInfo(e.path.lstrip("/"))
@@ -166,26 +177,28 @@ def write_filesystem(store: Store, image_id: str, dest: Path, as_tar: bool, epoc
                     info.size = st.st_size
                     with open(e.host, "rb") as f:
                         tar.addfile(info, f)
-                else:
-                    continue  # device nodes and fifos are not exported
-        os.replace(tmp, dest)
-        return
-    dest.mkdir(parents=True, exist_ok=True)
-    as_root = os.geteuid() == 0
-    for e in entries:
-        target = dest / e.path.lstrip("/")
-        st = e.stat
-        if stat.S_ISDIR(st.st_mode):
-            target.mkdir(exist_ok=True)
-        elif stat.S_ISLNK(st.st_mode):
-            if target.is_symlink() or target.exists():
-                target.unlink()
-            target.symlink_to(os.readlink(e.host))
-        elif stat.S_ISREG(st.st_mode):
-            shutil.copyfile(e.host, target, follow_symlinks=False)
-        else:
-            continue
-        if not stat.S_ISLNK(st.st_mode):
-            os.chmod(target, stat.S_IMODE(st.st_mode))
-        if as_root:
-            os.lchown(target, st.st_uid, st.st_gid)
+                # device nodes and fifos are not exported
+
+    def write_tree(tmp: Path) -> None:
+        tmp.mkdir()
+        as_root = os.geteuid() == 0
+        for e in entries:  # a fresh directory, parents before children
+            target = tmp / e.path.lstrip("/")
+            st = e.stat
+            if stat.S_ISDIR(st.st_mode):
+                target.mkdir()
+            elif stat.S_ISLNK(st.st_mode):
+                target.symlink_to(os.readlink(e.host))
+            elif stat.S_ISREG(st.st_mode):
+                shutil.copyfile(e.host, target, follow_symlinks=False)
+            else:
+                continue
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(target, stat.S_IMODE(st.st_mode))
+            if as_root:
+                os.lchown(target, st.st_uid, st.st_gid)
+
+    if as_tar:
+        place(dest, write_tar, directory=False, replaceable=previous_output)
+    else:
+        merge_tree(dest, write_tree, store.root / "cache" / ".local-exports")

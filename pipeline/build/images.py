@@ -10,7 +10,7 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -118,7 +118,13 @@ Format = Literal["oci", "oci-archive", "docker-archive"]
 
 
 def export_image(
-    store: Store, name: str, out: Path, fmt: Format, epoch: int = 0, force: bool = False
+    store: Store,
+    name: str,
+    out: Path,
+    fmt: Format,
+    epoch: int = 0,
+    force: bool = False,
+    replaceable: Callable[[Path], bool] | None = None,
 ) -> str:
     """Write a stored image as an OCI layout dir, an OCI archive or a docker-archive.
     Every layer's tar is regenerated from its dir and checked against its recorded
@@ -130,7 +136,7 @@ def export_image(
 
     if fmt not in ("oci", "oci-archive", "docker-archive"):
         raise UsageError(f"unknown export format {fmt!r}")
-    check(out, directory=fmt == "oci", force=force)  # before the work, not after
+    check(out, directory=fmt == "oci", force=force, replaceable=replaceable)  # before work
     image = load_image(store, name)
 
     def write(tmp: Path) -> None:
@@ -144,7 +150,7 @@ def export_image(
         else:
             _write_docker_archive(store, image, tmp, epoch)
 
-    place(out, write, directory=fmt == "oci", force=force)
+    place(out, write, directory=fmt == "oci", force=force, replaceable=replaceable)
     return image.manifest_digest
 
 

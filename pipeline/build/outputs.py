@@ -43,8 +43,9 @@ def place(
 ) -> None:
     """Write an output with ``write(tmp)`` and move it to ``path`` (see the module's
     contract). ``directory`` says whether ``write`` makes a directory or a file.
-    ``replaceable(path)`` may say that an existing regular file is an earlier output of
-    ours (e.g. a previous build report), which is then replaced without ``force``."""
+    ``replaceable(path)`` may say that what exists is an earlier output of ours (a
+    previous build report, :func:`previous_output`), which is then replaced as with
+    ``force``."""
     path = Path(os.path.abspath(path))
     force = check(path, directory=directory, force=force, replaceable=replaceable)
     parent = path.parent
@@ -71,10 +72,25 @@ def check(
     path = Path(os.path.abspath(path))
     if not path.parent.is_dir():
         raise UsageError(f"{path}: the directory {path.parent} does not exist")
-    if replaceable is not None and path.is_file() and not path.is_symlink():
+    if replaceable is not None and path.exists() and not path.is_symlink():
         force = force or replaceable(path)
     _check_target(path, force, directory)
     return force
+
+
+def previous_output(path: Path) -> bool:
+    """An earlier output at a path the user declared as an output (a bake file's
+    ``output``): a directory pipeline wrote, or a tar archive. Anything else is kept."""
+    import tarfile
+
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        return (path / MARKER).is_file()
+    try:
+        return path.is_file() and tarfile.is_tarfile(path)
+    except OSError:
+        return False
 
 
 def _check_target(path: Path, force: bool, directory: bool) -> None:
@@ -159,3 +175,88 @@ def _remove(tmp: Path) -> None:
             shutil.rmtree(tmp)
         else:
             tmp.unlink()
+
+
+def merge_tree(dest: Path, write: Callable[[Path], object], records: Path) -> int:
+    """Write a directory tree into ``dest``, which may exist and hold other files (what
+    ``docker buildx bake`` does for ``type=local``), without destroying anything there.
+
+    ``write(tmp)`` makes the tree in a fresh directory inside ``dest`` (same filesystem).
+    Then every path is checked before anything moves: a path that exists in ``dest`` may
+    be replaced only when it is a directory meeting a directory, or a file or symlink an
+    earlier merge wrote and nobody changed since: its fingerprint is in the record this
+    function keeps for ``dest`` under ``records`` (a directory of ours, e.g. in the
+    store), so ``dest`` gets exactly the tree's files and nothing else. Anything else is a
+    one-line UsageError naming the path, and ``dest`` is left as it was. Symlinks in
+    ``dest`` are never followed. Returns the number of paths written."""
+    import hashlib
+    import json
+
+    dest = Path(os.path.abspath(dest))
+    if os.path.lexists(dest) and not (dest.is_dir() and not dest.is_symlink()):
+        raise UsageError(f"{dest}: exists and is not a directory; refusing to write into it")
+    dest.mkdir(parents=True, exist_ok=True)
+    records.mkdir(parents=True, exist_ok=True)
+    manifest_path = records / (hashlib.sha256(os.fsencode(dest)).hexdigest() + ".json")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if not isinstance(manifest, dict):
+            manifest = {}
+    except (OSError, ValueError):
+        manifest = {}
+    tmp = dest / f".pipeline-{uuid.uuid4().hex[:12]}"
+    try:
+        write(tmp)
+        rels = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*"))
+        for rel in rels:  # parents come before their children
+            here, there = tmp / rel, dest / rel
+            if not os.path.lexists(there):
+                continue
+            if (
+                here.is_dir()
+                and not here.is_symlink()
+                and there.is_dir()
+                and not there.is_symlink()
+            ):
+                continue
+            if manifest.get(rel) is not None and manifest.get(rel) == _fingerprint(there):
+                continue
+            raise UsageError(
+                f"{there}: exists and was not written by an earlier export; not replaced"
+            )
+        for rel in rels:
+            here, there = tmp / rel, dest / rel
+            if here.is_dir() and not here.is_symlink():
+                there.mkdir(exist_ok=True)
+                continue
+            os.replace(here, there)
+            manifest[rel] = _fingerprint(there)
+        data = json.dumps(manifest, indent=0, sort_keys=True) + "\n"
+        partial = records / f".{uuid.uuid4().hex[:12]}.json"
+        partial.write_text(data)
+        os.replace(partial, manifest_path)
+        return len(rels)
+    finally:
+        _remove(tmp)
+
+
+def _real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _fingerprint(path: Path) -> str | None:
+    import hashlib
+
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return "link:" + os.readlink(path)
+    if stat.S_ISREG(st.st_mode):
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        return f"file:{stat.S_IMODE(st.st_mode):o}:{digest.hexdigest()}"
+    return None
