@@ -23,6 +23,8 @@ HOMES = {
     "click": ("pipeline.cli.",),
     "pathspec": ("pipeline.fs.patterns",),
     "dockerfile_parse": ("pipeline.spec.dockerfile",),
+    "dask": ("pipeline.build.cluster",),
+    "distributed": ("pipeline.build.cluster",),
 }
 
 
