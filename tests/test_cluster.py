@@ -77,7 +77,7 @@ class Cluster:
         self.wait_for(set(self.workers))
         return self
 
-    def start_worker(self, name: str) -> None:
+    def start_worker(self, name: str, nthreads: int = 2) -> None:
         port = free_port()
         store = self.store(name)
         store.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ class Cluster:
                 self.address,
                 "--no-nanny",
                 "--nthreads",
-                "2",
+                str(nthreads),
                 "--name",
                 name,
                 "--host",
@@ -153,7 +153,7 @@ class Cluster:
         for proc in [*self.workers.values(), self.scheduler]:
             if proc is not None:
                 try:
-                    proc.wait(10)
+                    proc.wait(5)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
