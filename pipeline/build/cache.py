@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.build.pull import fetch_layer
 from pipeline.build.push import BlobPusher, Compression
-from pipeline.digest import canonical_json, hex_of, is_digest
+from pipeline.digest import canonical_json, hex_of, is_digest, sha256_bytes
 from pipeline.errors import UsageError
 from pipeline.oci.manifest import Blob, Descriptor, json_blob
 from pipeline.oci.media import MT_MANIFEST
@@ -101,9 +101,11 @@ class RegistryCache:
     def client(self) -> RegistryClient:
         return self.registries.client(self.ref.registry)
 
-    def lookup(self, key: str) -> CacheHit | None:
+    def lookup(self, key: str, store: Store | None = None) -> CacheHit | None:
         """The entry recorded for ``key`` (checked: its config names ``key``), without
-        fetching the layer; None when the repository has no entry for ``key``."""
+        fetching the layer; None when the repository has no entry for ``key``. With
+        ``store``, entry configs are kept in its derived cache (``cache-entries``, by
+        digest, verified on use), so a repeated lookup is one request."""
         client = self.client
         repo = self.ref.repository
         tag = cache_tag(key)
@@ -130,7 +132,12 @@ class RegistryCache:
             raise bad("not a pipeline cache entry")
         config_desc = descriptors([config_desc], bad)[0]
         layer_desc = descriptors(layers, bad)[0]
-        data = client.get_blob_bytes(repo, config_desc["digest"], config_desc["size"], 1 << 16)
+        config_digest = str(config_desc["digest"])
+        data = store.cache_get("cache-entries", hex_of(config_digest)) if store else None
+        if data is None or sha256_bytes(data) != config_digest:
+            data = client.get_blob_bytes(repo, config_digest, config_desc["size"], 1 << 16)
+            if store is not None:
+                store.cache_put("cache-entries", hex_of(config_digest), data)
         try:
             entry = json.loads(data)
             diff_id = str(entry["diff_id"])

@@ -240,7 +240,7 @@ def _known_remote(store: Store, keys: Sequence[str], options: BuildOptions) -> d
     if not keys:
         return {}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        hits = list(pool.map(cache.lookup, keys))
+        hits = list(pool.map(lambda k: cache.lookup(k, store), keys))
     out: dict[str, Layer] = {}
     mine = []
     for key, hit in zip(keys, hits, strict=True):
