@@ -155,11 +155,65 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(render(out))
     print(json.dumps({"medians": medians, "ratios": out["ratios"], "dispatch": dispatch}, indent=2))
     for sim in sims:
         print(json.dumps({k: v for k, v in sim.items() if k != "times"}, indent=2))
     shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def render(out: dict[str, Any]) -> str:
+    """The Markdown tables of a run (every figure from ``out``)."""
+    med, ratio, samples = out["medians"], out["ratios"], out["samples"]
+    n = len(samples["local"]["cold"])
+    la = out["load_average"]
+    lines = [
+        f"Medians of {n} rounds (modes alternating); load average (1 min) {la[0]:.2f} at the"
+        f" start, {la[1]:.2f} at the end.",
+        "",
+        "| mode | cold | no-op | cold / local | no-op / local | per-round cold ratio |"
+        " cold samples |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    names = {
+        "local": "local `-j 2`",
+        "local:2": "`--cluster local:2 -j 1`",
+        "tcp": "`--cluster tcp://` (2 workers, own stores, registry)",
+    }
+    for mode in ("local", "local:2", "tcp"):
+        cold = ", ".join(f"{x:.2f}" for x in samples[mode]["cold"])
+        paired = statistics.median(
+            a / b for a, b in zip(samples[mode]["cold"], samples["local"]["cold"], strict=True)
+        )
+        lines.append(
+            f"| {names[mode]} | {med[mode]['cold']:.2f} s | {med[mode]['noop']:.2f} s"
+            f" | {ratio[mode]['cold']:.2f}x | {ratio[mode]['noop']:.2f}x | {paired:.2f}x"
+            f" | {cold} |"
+        )
+    lines += [
+        "",
+        f"Scheduler dispatch: {out['dispatch_seconds'] * 1000:.2f} ms per trivial task.",
+        "",
+    ]
+    for sim in out["simulation"]:
+        t = sim["times"]
+        what = "with a per-app RUN step" if sim["app_run"] else "the workload's shape"
+        lines += [
+            f"Simulation, {sim['apps']} apps on {sim['dep_sets']} dependency sets, {what}"
+            f" ({sim['nodes']} nodes; system {t['system']:.2f} s, dependency set"
+            f" {t['deps']:.2f} s, COPY {t['copy']:.3f} s"
+            + (f", app RUN {t['app_run']:.2f} s" if sim["app_run"] else "")
+            + f"): total work {sim['total_work']:.1f} s, critical path"
+            f" {sim['critical_path']:.2f} s, so at most {sim['bound']:.0f}x.",
+            "",
+            "| workers | makespan | speedup |",
+            "| ---: | ---: | ---: |",
+        ]
+        for row in sim["rows"]:
+            lines.append(f"| {row['workers']} | {row['makespan']:.2f} s | {row['speedup']:.1f}x |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
