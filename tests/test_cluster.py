@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -163,10 +164,10 @@ class Cluster:
                 proc.wait(5)
 
     # what the workers did, from their own stores
-    def runs(self) -> Counter[str]:
-        """RUN steps that ran to their end, over every worker store."""
+    def runs(self, names: Sequence[str] | None = None) -> Counter[str]:
+        """RUN steps that ran to their end, over every (or the named) worker stores."""
         out: Counter[str] = Counter()
-        for name in self.workers:
+        for name in self.workers if names is None else names:
             log = self.store(name) / "cache" / "runs" / "log"
             if log.exists():
                 out.update(log.read_text().split())
@@ -380,6 +381,25 @@ def test_fresh_client_with_an_empty_store_gets_every_image_without_building(
     assert len(base_layers) == 1
 
 
+def test_one_changed_source_rebuilds_one_node_on_the_cluster(
+    six_apps: dict[str, Any], workers: Cluster, registry: Registry, tmp_path: Path
+) -> None:
+    specs = tmp_path / "specs"
+    shutil.copytree(six_apps["specs"], specs)
+    (specs / "apps" / "svc3" / "data.txt").write_text("changed\n")
+    before = workers.built()
+    report = build(six_apps["cli"], specs, tmp_path / "one.json",
+                   *cluster_args(workers, registry, "six/cache"))  # fmt: skip
+    outcomes = Counter(n["outcome"] for n in report["nodes"])
+    assert outcomes == {"cached": 9, "built": 1}, outcomes
+    changed = next(n for n in report["nodes"] if n["outcome"] == "built")
+    assert changed["apps"] == ["app.svc3"] and changed["worker"]
+    assert workers.built() - before == Counter({changed["key"]: 1})
+    old = manifests(six_apps["local"])
+    new = manifests(report)
+    assert {a for a in old if old[a] != new[a]} == {"app.svc3"}
+
+
 def test_a_worker_killed_mid_step_loses_only_that_step(
     workers: Cluster, registry: Registry, base_ref: str, tmp_path: Path
 ) -> None:
@@ -403,7 +423,15 @@ def test_a_worker_killed_mid_step_loses_only_that_step(
     assert client.returncode == 0, err.decode()[-3000:]
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["totals"]["failed"] == 0 and len(report["images"]) == 4
-    assert cluster_runs_of(workers, "kill") == {"base-kill": 1, "deps0-kill": 1, "deps1-kill": 1}
+    # the killed step never reached its end; it ran once more, to its end. Other work in
+    # progress on the dead worker (its other thread) may be redone; nothing that a
+    # surviving worker finished is.
+    runs = cluster_runs_of(workers, "kill")
+    survivors = [n for n in workers.workers if n != victim]
+    on_survivors = {k: v for k, v in workers.runs(survivors).items() if k.endswith("-kill")}
+    assert runs["deps0-kill"] == 1 and on_survivors["deps0-kill"] == 1
+    assert set(runs) == {"base-kill", "deps0-kill", "deps1-kill"}
+    assert all(v <= 1 for v in on_survivors.values()), on_survivors
     # the killed worker committed nothing for the step it was running
     from pipeline.store import Store
 

@@ -395,6 +395,19 @@ def _run(
     client = session.connect()
     futures: dict[str, Any] = {}
     by_dask_key: dict[str, str] = {}
+
+    def on_event(event: tuple[float, Any]) -> None:
+        msg = event[1]
+        key = by_dask_key.get(msg.get("key", "")) if isinstance(msg, dict) else None
+        if key is None:
+            return
+        node = graph.node(key)
+        if msg.get("event") == "started":
+            rep.node_started(node, graph.apps_of(key))
+        elif msg.get("event") == "output":
+            rep.node_output(node, str(msg.get("line", "")))
+
+    client.subscribe_topic("pipeline", on_event)  # before submitting: no event missed
     for key in tasks:
         node = graph.node(key)
         args: list[Any] = []
@@ -415,23 +428,12 @@ def _run(
             run_node, task, *args, key=dkey, priority=height[key], pure=False
         )
 
-    def on_event(event: tuple[float, Any]) -> None:
-        msg = event[1]
-        key = by_dask_key.get(msg.get("key", "")) if isinstance(msg, dict) else None
-        if key is None:
-            return
-        node = graph.node(key)
-        if msg.get("event") == "started":
-            rep.node_started(node, graph.apps_of(key))
-        elif msg.get("event") == "output":
-            rep.node_output(node, str(msg.get("line", "")))
-
-    client.subscribe_topic("pipeline", on_event)
     as_completed = _dask().as_completed
-
     pending = {f: k for k, f in futures.items()}
     for fut in as_completed(list(futures.values()), loop=client.loop):
         key = pending.pop(fut)
+        if key in results:  # settled before: its task only handed its layer on
+            continue
         node = graph.node(key)
         apps = graph.apps_of(key)
         result, chain = _result_of(fut, key, node, apps, graph, results)
