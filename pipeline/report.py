@@ -163,6 +163,7 @@ def build_json(graph: BuildGraph, result: BuildResult) -> dict[str, Any]:
                 "outcome": r.outcome,
                 "seconds": round(r.seconds, 3),
                 "size": r.size,
+                **({"worker": r.worker} if r.worker else {}),
             }
         )
     images = {
@@ -236,7 +237,8 @@ class PlainReporter:
         names = ", ".join(sorted(apps))
         secs = f" {result.seconds:.1f}s" if result.outcome == "built" else ""
         label = _clip(node.label, 60)
-        self._say(f"[{self.done}/{self.total}] {result.outcome:<7} {label}{secs}  ({names})")
+        where = f" on {result.worker}" if result.worker else ""
+        self._say(f"[{self.done}/{self.total}] {result.outcome:<7} {label}{secs}  ({names}){where}")
 
     def end(self, result: BuildResult) -> None:
         pass

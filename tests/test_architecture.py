@@ -24,6 +24,8 @@ HOMES = {
     "pathspec": ("pipeline.fs.patterns",),
     "dockerfile_parse": ("pipeline.spec.dockerfile",),
     "plotly": ("pipeline.htmlreport.plots",),
+    "dask": ("pipeline.build.cluster",),
+    "distributed": ("pipeline.build.cluster",),
 }
 
 

@@ -14,10 +14,11 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.build.pull import fetch_layer
 from pipeline.build.push import BlobPusher, Compression
-from pipeline.digest import canonical_json, hex_of, is_digest
+from pipeline.digest import canonical_json, hex_of, is_digest, sha256_bytes
 from pipeline.errors import UsageError
 from pipeline.oci.manifest import Blob, Descriptor, json_blob
 from pipeline.oci.media import MT_MANIFEST
@@ -45,6 +46,23 @@ def parse_repository(text: str, what: str) -> Reference:
     if ref.tag or ref.digest:
         raise UsageError(f"{what} {text}: give a repository (REGISTRY/REPO), without a tag")
     return ref
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    """A cache entry found in the repository: the layer's diff_id, its blob's
+    descriptor (``digest``, ``size``, ``mediaType``) and the entry manifest's digest."""
+
+    key: str
+    diff_id: str
+    layer: Mapping[str, Any]
+    manifest: str
+
+    @property
+    def size(self) -> int | None:
+        """The layer's tar size when the blob is the uncompressed tar (digest = diff_id),
+        else None (a compressed blob's size is not the tar's)."""
+        return int(self.layer["size"]) if self.layer.get("digest") == self.diff_id else None
 
 
 @dataclass
@@ -83,7 +101,11 @@ class RegistryCache:
     def client(self) -> RegistryClient:
         return self.registries.client(self.ref.registry)
 
-    def fetch(self, key: str, store: Store) -> str | None:
+    def lookup(self, key: str, store: Store | None = None) -> CacheHit | None:
+        """The entry recorded for ``key`` (checked: its config names ``key``), without
+        fetching the layer; None when the repository has no entry for ``key``. With
+        ``store``, entry configs are kept in its derived cache (``cache-entries``, by
+        digest, verified on use), so a repeated lookup is one request."""
         client = self.client
         repo = self.ref.repository
         tag = cache_tag(key)
@@ -110,7 +132,12 @@ class RegistryCache:
             raise bad("not a pipeline cache entry")
         config_desc = descriptors([config_desc], bad)[0]
         layer_desc = descriptors(layers, bad)[0]
-        data = client.get_blob_bytes(repo, config_desc["digest"], config_desc["size"], 1 << 16)
+        config_digest = str(config_desc["digest"])
+        data = store.cache_get("cache-entries", hex_of(config_digest)) if store else None
+        if data is None or sha256_bytes(data) != config_digest:
+            data = client.get_blob_bytes(repo, config_digest, config_desc["size"], 1 << 16)
+            if store is not None:
+                store.cache_put("cache-entries", hex_of(config_digest), data)
         try:
             entry = json.loads(data)
             diff_id = str(entry["diff_id"])
@@ -119,23 +146,37 @@ class RegistryCache:
             raise bad("its config is not {key, diff_id}") from None
         if recorded_key != key or not is_digest(diff_id):
             raise bad(f"its config is for key {str(recorded_key)[:80]!r}, not {key}")
+        return CacheHit(key, diff_id, dict(layer_desc), found.digest)
+
+    def fetch(self, key: str, store: Store) -> str | None:
+        hit = self.lookup(key)
+        if hit is None:
+            return None
+        diff_id = hit.diff_id
         if store.has_layer(diff_id):
             return diff_id
-        with store.gc_lock(), store.staging() as staging:
-            layer = fetch_layer(
-                client, repo, layer_desc, diff_id, staging.path / "layer", self.epoch
-            )
-            if layer.local_diff_id != diff_id:
-                raise client.error(
-                    f"cache entry {tag}: the layer's files regenerate {layer.local_diff_id}, "
-                    f"not {diff_id}",
-                    repo,
-                    layer_desc["digest"],
-                )
-            store.commit_layer(layer.path, diff_id, layer.size)
+        self.fetch_layer(hit.layer, diff_id, store, f"cache entry {cache_tag(key)}")
         with self.stats.lock:
             self.stats.fetched += 1
         return diff_id
+
+    def fetch_layer(
+        self, desc: Mapping[str, Any], diff_id: str, store: Store, what: str = "layer"
+    ) -> None:
+        """Download the blob ``desc`` of the repository into ``store`` as the layer
+        ``diff_id``: digest, size and diff_id verified, and the extracted dir must
+        regenerate ``diff_id``; committed atomically, or nothing enters the store."""
+        client = self.client
+        repo = self.ref.repository
+        with store.gc_lock(), store.staging() as staging:
+            layer = fetch_layer(client, repo, desc, diff_id, staging.path / "layer", self.epoch)
+            if layer.local_diff_id != diff_id:
+                raise client.error(
+                    f"{what}: the layer's files regenerate {layer.local_diff_id}, not {diff_id}",
+                    repo,
+                    str(desc["digest"]),
+                )
+            store.commit_layer(layer.path, diff_id, layer.size)
 
     def entry(self, key: str, blob: Descriptor, diff_id: str) -> tuple[Blob, bytes]:
         """(the config blob, the manifest bytes) of one cache entry. Deterministic."""

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pipeline.errors import Location, StepFailure, StoreError
 from pipeline.graph import BuildGraph, ImagePlan, LayerNode
@@ -28,6 +28,9 @@ from pipeline.oci.manifest import Descriptor, image_config_blob, manifest_blob
 from pipeline.oci.media import MT_LAYER
 from pipeline.sandbox.api import BindMount, RunSpec, StepRunner
 from pipeline.store import Store
+
+if TYPE_CHECKING:
+    from pipeline.fs.context import Entry
 
 Outcome = Literal["built", "cached", "pulled", "failed", "skipped"]
 DONE: tuple[Outcome, ...] = ("built", "cached", "pulled")
@@ -64,6 +67,7 @@ class NodeResult:
     seconds: float = 0.0
     size: int = 0  # bytes of this node's own layer(s) when built
     failure: StepFailure | None = None
+    worker: str = ""  # the cluster worker that settled it (empty for a local build)
 
 
 @dataclass(frozen=True)
@@ -262,6 +266,38 @@ def _build_node(
     rep: Reporter,
     runner: StepRunner,
 ) -> NodeResult:
+    source_layers = results[node.copy_from].layers if node.copy_from else ()
+    return build_node(
+        store,
+        node,
+        apps,
+        parent_layers,
+        source_layers,
+        options,
+        lambda line: rep.node_output(node, line),
+        runner,
+    )
+
+
+def build_node(
+    store: Store,
+    node: LayerNode,
+    apps: frozenset[str],
+    parent_layers: tuple[str, ...],
+    source_layers: tuple[str, ...],
+    options: BuildOptions,
+    on_output: Callable[[str], None],
+    runner: StepRunner,
+    selection: Sequence[Entry] | None = None,
+) -> NodeResult:
+    """Build one node into ``store`` on top of ``parent_layers`` (diff_ids, bottom
+    first, all in the store; ``source_layers`` likewise for a COPY --from): settle a
+    base, re-check the store under the key's lock, try ``options.cache_from``, else
+    run the step in a staging dir, commit the layer and record the key. The one
+    node-building path of local builds and cluster workers, so both give the same
+    diff_id. ``selection``: a build-context COPY's entries as selected elsewhere (see
+    ``copier.run_copy``). Never raises for a failing step (a ``failed`` result naming
+    ``apps``)."""
     started = time.monotonic()
     try:
         if node.kind == "base":
@@ -286,10 +322,11 @@ def _build_node(
             with store.staging() as staging:
                 layer = staging.path / "layer"
                 if isinstance(node.step, Run):
-                    _run_step(store, node, parent_layers, staging.path, layer, options, rep, runner)
+                    _run_step(
+                        store, node, parent_layers, staging.path, layer, options, on_output, runner
+                    )
                 elif isinstance(node.step, Copy):
-                    source_layers = results[node.copy_from].layers if node.copy_from else ()
-                    _copy_step(store, node, parent_layers, source_layers, layer)
+                    _copy_step(store, node, parent_layers, source_layers, layer, selection)
                 else:
                     raise AssertionError(f"node {node.key} has no step")
                 from pipeline.fs.tarwrite import layer_info
@@ -344,7 +381,7 @@ def _run_step(
     scratch: Path,
     layer: Path,
     options: BuildOptions,
-    rep: Reporter,
+    on_output: Callable[[str], None],
     runner: StepRunner,
 ) -> None:
     step = node.step
@@ -377,9 +414,7 @@ def _run_step(
         empty = scratch / "empty"
         empty.mkdir()
         lowers = [empty]
-    result = runner.run_step(
-        lowers, layer, work, spec, on_output=lambda line: rep.node_output(node, line)
-    )
+    result = runner.run_step(lowers, layer, work, spec, on_output=on_output)
     if result.exit_code != 0:
         raise _StepFailed(result.exit_code, result.output_tail)
 
@@ -421,6 +456,7 @@ def _copy_step(
     parent_layers: tuple[str, ...],
     source_layers: tuple[str, ...],
     layer: Path,
+    selection: Sequence[Entry] | None = None,
 ) -> None:
     """Make the COPY layer, and refuse it when the bytes copied are not the ones its key
     was computed from (a file edited between planning and copying): the layer would
@@ -436,6 +472,7 @@ def _copy_step(
         _lowerdirs(store, parent_layers),
         _lowerdirs(store, source_layers) if step.from_image else None,
         node.workdir,
+        selection,
     )
     if copied is not None and node.content and copied != node.content:
         sources = " ".join(step.sources)
@@ -444,9 +481,15 @@ def _copy_step(
 
 def _write_image(store: Store, plan: ImagePlan, results: Mapping[str, NodeResult]) -> ImageResult:
     layers = results[plan.top].layers if plan.top else ()
-    sizes = tuple((d, store.layer_size(d)) for d in layers)
-    history = _history(plan.history, len(layers))
-    config = image_config_blob(plan.config, layers, history)
+    return write_image(store, plan, tuple((d, store.layer_size(d)) for d in layers))
+
+
+def write_image(store: Store, plan: ImagePlan, sizes: tuple[tuple[str, int], ...]) -> ImageResult:
+    """Write ``plan``'s config and manifest over the layers ``sizes`` ((diff_id, tar
+    size), bottom first) and point its id and tags at it. The layers need not be in
+    ``store`` (a cluster build keeps them in its registry)."""
+    history = _history(plan.history, len(sizes))
+    config = image_config_blob(plan.config, [d for d, _ in sizes], history)
     store.put_blob(config)
     manifest = manifest_blob(config.descriptor, [Descriptor(MT_LAYER, d, s) for d, s in sizes])
     digest = store.put_blob(manifest)

@@ -34,6 +34,7 @@ from pipeline.model import Copy, Fleet
 from pipeline.store import Store
 
 if TYPE_CHECKING:
+    from pipeline.build.cluster import ClusterOptions
     from pipeline.build.executor import BuildOptions, BuildResult, Reporter
     from pipeline.build.images import StoredImage
     from pipeline.fs.contexthash import FileDigest
@@ -259,17 +260,23 @@ class Workspace:
         options: BuildOptions,
         reporter: Reporter,
         command: str,
+        cluster: ClusterOptions | None = None,
     ) -> BuildResult:
-        """Run the build and record it in the store (see the module's contracts). Step
-        failures are in the result; exceptions (a broken store, Ctrl-C) are recorded as
-        ``error`` and re-raised."""
+        """Run the build (on ``cluster`` when given) and record it in the store (see the
+        module's contracts). Step failures are in the result; exceptions (a broken
+        store, Ctrl-C) are recorded as ``error`` and re-raised."""
         from pipeline.build import executor
         from pipeline.build.summary import build_totals
 
         store = self.store
         build_id = store.begin_build(command)
         try:
-            result = executor.build(graph, store, targets, options, reporter)
+            if cluster is not None:
+                from pipeline.build import cluster as on_cluster
+
+                result = on_cluster.build(graph, store, targets, options, cluster, reporter)
+            else:
+                result = executor.build(graph, store, targets, options, reporter)
         except BaseException as exc:
             store.end_build(build_id, "error", {"error": f"{type(exc).__name__}: {exc}"})
             raise

@@ -98,3 +98,16 @@ def build_options(fn: F) -> F:
         "--update", is_flag=True, help="Re-resolve registry bases and rewrite pipeline.lock."
     )(fn)
     return registry_options(fn)
+
+
+def cluster_options(fn: F) -> F:
+    """``--cluster``, for every command that builds (``build-all``, ``build``, ``bake``)."""
+    fn = click.option(
+        "--cluster",
+        metavar="local:N|tcp://HOST:PORT",
+        default=None,
+        help="Build on a Dask cluster: N worker processes on this machine sharing the "
+        "store, or the scheduler of a running cluster, whose workers share layers through "
+        "the --cache-to registry (see docs/distributed.md).",
+    )(fn)
+    return fn

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from pipeline.cli.common import build_options, spec_options, workspace
+from pipeline.cli.common import build_options, cluster_options, spec_options, workspace
 
 
 @click.command()
@@ -66,6 +66,7 @@ def _run_build(
     cache_to: str | None = None,
     insecure: bool = False,
     update: bool = False,
+    cluster: str | None = None,
 ) -> None:
     from pipeline import report
     from pipeline.build.executor import BuildOptions
@@ -74,6 +75,11 @@ def _run_build(
 
     if json_report is not None:  # refuse before building, not after
         check(json_report, directory=False, replaceable=_report)
+    on_cluster = None
+    if cluster is not None:
+        from pipeline.build.cluster import ClusterOptions, parse_cluster
+
+        on_cluster = ClusterOptions(parse_cluster(cluster), jobs, insecure, verbose)
     ws = workspace(ctx, specs, sets)
     ca_bundle = ws.ca_bundle(ca_bundle)
 
@@ -90,7 +96,7 @@ def _run_build(
         **ws.remote_caches(cache_from, cache_to, insecure, ca_bundle),
     )
     reporter = report.make_reporter(progress, verbose, sys.stderr)
-    result = ws.build(graph, targets, options, reporter, " ".join(sys.argv[1:]))
+    result = ws.build(graph, targets, options, reporter, " ".join(sys.argv[1:]), on_cluster)
     click.echo(report.summary_text(graph, result))
     if json_report is not None:
         data = json.dumps(report.build_json(graph, result), indent=2) + "\n"
@@ -111,6 +117,7 @@ def _report(path: Path) -> bool:
 @click.command("build-all")
 @spec_options
 @build_options
+@cluster_options
 @click.pass_context
 def build_all(ctx: click.Context, /, specs: Path, sets: Sequence[str], **opts: Any) -> None:
     """Build every app (and every tagged image) of the fleet."""
@@ -121,6 +128,7 @@ def build_all(ctx: click.Context, /, specs: Path, sets: Sequence[str], **opts: A
 @click.argument("names", nargs=-1, required=True)
 @spec_options
 @build_options
+@cluster_options
 @click.pass_context
 def build(
     ctx: click.Context, /, names: Sequence[str], specs: Path, sets: Sequence[str], **opts: Any

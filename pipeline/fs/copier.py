@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UnsafePathError
-from pipeline.fs.context import select
+from pipeline.fs.context import Entry, select
 from pipeline.fs.contexthash import digest_entries
 from pipeline.fs.copysources import (
     CopyError,
@@ -408,6 +408,7 @@ def run_copy(
     lower: Sequence[Path],
     from_layers: Sequence[Path] | None,
     workdir: str,
+    selection: Sequence[Entry] | None = None,
 ) -> str | None:
     """Build the layer for ``step`` in the fresh dir ``layer_dir`` on top of the layer
     dirs ``lower`` (top-most first). ``from_layers`` are the source image's layer dirs
@@ -418,14 +419,17 @@ def run_copy(
     For a build-context COPY, returns the content digest of what was actually copied,
     in :class:`~pipeline.fs.contexthash.ContextHasher`'s format (file digests from the
     bytes as they were written), so the caller can check it against the digest the
-    step was keyed by; None for ``--from``."""
+    step was keyed by; None for ``--from``. ``selection``, when given, is what
+    ``context.select`` returned for the step elsewhere (a cluster worker gets it with
+    the files from the client) and is copied instead of reading ``step.context``."""
     if step.from_image is not None:
         if from_layers is None:
             raise CopyError(step.dest, f"COPY --from {step.from_image}: source image not built")
         trees = image_trees(LayerStack(from_layers), step.sources)
         selection = None
     else:
-        selection = select(Path(step.context), step.sources, step.ignore)
+        if selection is None:
+            selection = select(Path(step.context), step.sources, step.ignore)
         trees = entry_trees(selection)
     copied = copy_step(
         trees,

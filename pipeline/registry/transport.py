@@ -324,12 +324,18 @@ class Session:
                 self.requests += 1
                 resp = self._http.send(request, stream=True, follow_redirects=follow_redirects)
             except httpx.TransportError as exc:
-                if self._probe_tls and _not_tls_server(exc):
+                if _not_tls_server(exc) and (
+                    self._probe_tls or self.base_url.startswith("http://")
+                ):
                     with self._lock:
-                        self._probe_tls = False
-                        self.base_url = f"http://{self.api_host}"
-                    url = self.url(path_or_url)
-                    continue
+                        if self._probe_tls:
+                            self._probe_tls = False
+                            self.base_url = f"http://{self.api_host}"
+                    # also a request that went out over TLS before another thread
+                    # found that the registry speaks plain HTTP
+                    if self.url(path_or_url) != url:
+                        url = self.url(path_or_url)
+                        continue
                 if _is_tls_failure(exc):
                     raise self.error(
                         f"{what}: TLS verification failed ({exc_text(exc)}); give the "

@@ -181,7 +181,7 @@ def check_host() -> None:
     _host_ok = True
 
 
-def kill_all(timeout: float = KILL_GRACE, *, refuse_new: bool = False) -> int:
+def kill_all(timeout: float = KILL_GRACE, *, refuse_new: bool = False, owner: object = None) -> int:
     """Stop every sandbox this process is running (e.g. on Ctrl-C of a build); returns
     how many were running.
 
@@ -198,13 +198,16 @@ def kill_all(timeout: float = KILL_GRACE, *, refuse_new: bool = False) -> int:
     main thread; a second call while one runs is harmless. Measured here: four steps
     with daemons left running, 26.6 ms median (52.9 ms max) on a loaded 2-core machine.
     With ``refuse_new`` every later start raises :class:`SandboxError` (also one racing
-    with this call) until :func:`accept_new`: what a build's Ctrl-C wants.
+    with this call) until :func:`accept_new`: what a build's Ctrl-C wants. With
+    ``owner``, only the sandboxes ``run_step`` was given that owner for are stopped.
     """
     global _refusing
     with _live_lock:
         _refusing = _refusing or refuse_new
         fds = []
         for box in _live:
+            if owner is not None and box.owner is not owner:
+                continue
             if box.pidfd >= 0:
                 try:
                     fds.append(os.dup(box.pidfd))
@@ -263,8 +266,10 @@ def run_step(
     spec: RunSpec,
     on_output: Callable[[str], None] | None = None,
     tail_lines: int = 20,
+    owner: object = None,
 ) -> RunResult:
     """Run one step in the sandbox; ``upper`` then holds exactly the step's changes.
+    ``owner`` tags the sandbox so ``kill_all(owner=...)`` can stop it alone.
 
     ``lowerdirs`` are layer dirs, top-most first. ``upper`` and ``work`` are dirs on one
     filesystem; ``work`` must be empty and is empty again afterwards. Stdout and stderr are
@@ -282,7 +287,7 @@ def run_step(
         if on_output is not None:
             on_output(line)
 
-    with _Sandbox(lowerdirs, upper, work, spec) as box:
+    with _Sandbox(lowerdirs, upper, work, spec, owner) as box:
         proc = box.start(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
@@ -345,7 +350,15 @@ def run_interactive(
 class _Sandbox:
     """One sandbox run: validates, lays out ``work``, spawns stage 1, cleans up after."""
 
-    def __init__(self, lowerdirs: Sequence[Path], upper: Path, work: Path, spec: RunSpec) -> None:
+    def __init__(
+        self,
+        lowerdirs: Sequence[Path],
+        upper: Path,
+        work: Path,
+        spec: RunSpec,
+        owner: object = None,
+    ) -> None:
+        self.owner = owner
         self.lowerdirs = [Path(os.path.abspath(p)) for p in lowerdirs]
         self.upper = Path(os.path.abspath(upper))
         self.work = Path(os.path.abspath(work))
@@ -528,8 +541,9 @@ class LinuxRunner:
     ) -> RunResult:
         if self._stopped.is_set():
             raise SandboxError("sandbox: the build is stopping; step not started")
-        return run_step(lowerdirs, upper, work, spec, on_output)
+        return run_step(lowerdirs, upper, work, spec, on_output, owner=self)
 
     def stop(self) -> int:
+        """Kill the steps this runner started (not other runners' in this process)."""
         self._stopped.set()
-        return kill_all()
+        return kill_all(owner=self)
