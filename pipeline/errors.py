@@ -2,7 +2,8 @@
 
 Every message starts with the location it is about (``specs/api.hcl:12:3: ...``,
 or a store path / image reference), so a user can jump straight to it.
-The CLI prints ``str(exc)`` and exits with ``exc.exit_code``; no tracebacks.
+The CLI prints ``str(exc)`` (through :func:`escape`) and exits with ``exc.exit_code``;
+no tracebacks.
 """
 
 from __future__ import annotations
@@ -118,6 +119,36 @@ class BuildFailed(PipelineError):
     def __init__(self, failures: Sequence[StepFailure]) -> None:
         self.failures = tuple(failures)
         super().__init__("\n".join(f.render() for f in self.failures))
+
+
+# Bidirectional-text controls (Trojan Source, CVE-2021-42574) and other invisible
+# format characters that could make a message read differently from what it says.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def escape(text: str, keep_newlines: bool = False) -> str:
+    """``text`` safe to print on a terminal: control characters (C0, DEL, C1; newline
+    only unless ``keep_newlines``), bidi and other invisible format characters become
+    ``\\xNN`` / ``\\uNNNN``; bytes that were not UTF-8 (``surrogateescape``) become
+    ``\\xNN``. Everything else, including non-ASCII letters, is kept."""
+    import unicodedata
+
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if ch == "\n" and keep_newlines:
+            out.append(ch)
+        elif 0xDC80 <= code <= 0xDCFF:  # an undecodable byte carried by surrogateescape
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x20 or 0x7F <= code <= 0x9F:
+            out.append(f"\\x{code:02x}")
+        elif code >= 0xA0 and (
+            ch in _BIDI or unicodedata.category(ch) in ("Cf", "Cs", "Co", "Zl", "Zp")
+        ):
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str | None:

@@ -228,6 +228,7 @@ def compile_fleet(
     bases: Mapping[str, ResolvedBase],
     copy_digest: CopyDigest,
     outputs: Iterable[str] | None = None,
+    epoch: int = 0,
 ) -> BuildGraph:
     """Compile ``fleet`` into one merged BuildGraph.
 
@@ -235,8 +236,10 @@ def compile_fleet(
     about it; a missing entry makes an *unresolved* base node whose key is derived
     from the reference text, flagged so that ``plan`` can say so and ``build`` can
     refuse. ``outputs`` limits which images are compiled (default: fleet.outputs()).
+    ``epoch`` (SOURCE_DATE_EPOCH) is part of every RUN and COPY key: it decides the
+    layer's tar, so layers made with different epochs are different layers.
     """
-    compiler = _Compiler(fleet, bases, copy_digest)
+    compiler = _Compiler(fleet, bases, copy_digest, epoch)
     wanted = tuple(outputs) if outputs is not None else fleet.outputs()
     for image_id in wanted:
         compiler.plan(image_id, ())
@@ -250,8 +253,13 @@ def compile_fleet(
 
 class _Compiler:
     def __init__(
-        self, fleet: Fleet, bases: Mapping[str, ResolvedBase], copy_digest: CopyDigest
+        self,
+        fleet: Fleet,
+        bases: Mapping[str, ResolvedBase],
+        copy_digest: CopyDigest,
+        epoch: int = 0,
     ) -> None:
+        self.epoch = epoch
         self.fleet = fleet
         self.bases = bases
         self.copy_digest = copy_digest
@@ -349,6 +357,7 @@ class _Compiler:
                 "env": [list(p) for p in env],
                 "workdir": workdir,
                 "user": config.user,
+                "epoch": self.epoch,
             }
             return LayerNode(
                 key_of(material), "run", parent, label, step, env, workdir, config.user
@@ -374,6 +383,7 @@ class _Compiler:
                 "from": copy_from is not None,
             },
             "workdir": workdir,
+            "epoch": self.epoch,
         }
         return LayerNode(
             key_of(material),

@@ -103,7 +103,7 @@ def test_force_replaces_only_a_layout_we_wrote(tmp_path: Path) -> None:
 
 
 def test_a_missing_parent_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="does not exist"):
+    with pytest.raises(UsageError, match="is not a directory"):
         place(tmp_path / "no" / "such" / "out", write_file, directory=False)
     assert not (tmp_path / "no").exists()
 

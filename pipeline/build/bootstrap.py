@@ -29,6 +29,11 @@ def rootfs_tar(name: str, out: Path, include: Sequence[str] = (), epoch: int = 0
     PipelineError (with mmdebstrap's last output lines) when the tool fails.
     """
     repo, tag = parse_name(name)
+    if repo in ("busybox", "debian") and os.geteuid() != 0:
+        raise PipelineError(
+            f"{name}: bootstrap needs root (a base image's files are owned by root); run it "
+            "as root, or `pipeline import` a base made elsewhere"
+        )
     if repo == "busybox":
         from pipeline.build import bases
 

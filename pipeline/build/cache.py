@@ -176,7 +176,7 @@ class RegistryCache:
                     repo,
                     str(desc["digest"]),
                 )
-            store.commit_layer(layer.path, diff_id, layer.size)
+            store.commit_layer(layer.path, diff_id, layer.size, self.epoch)
 
     def entry(self, key: str, blob: Descriptor, diff_id: str) -> tuple[Blob, bytes]:
         """(the config blob, the manifest bytes) of one cache entry. Deterministic."""

@@ -332,7 +332,7 @@ def build_node(
                 from pipeline.fs.tarwrite import layer_info
 
                 info = layer_info(layer, options.epoch)
-                store.commit_layer(layer, info.diff_id, info.size)
+                store.commit_layer(layer, info.diff_id, info.size, options.epoch)
             seconds = time.monotonic() - started
             store.record(node.key, info.diff_id, node.label, seconds)
             return NodeResult(node.key, "built", (*parent_layers, info.diff_id), seconds, info.size)

@@ -94,7 +94,7 @@ def import_image(
         diff_ids = []
         for layer_dir in imported.layer_dirs:
             info = layer_info(layer_dir, epoch)
-            store.commit_layer(layer_dir, info.diff_id, info.size)
+            store.commit_layer(layer_dir, info.diff_id, info.size, epoch)
             descriptors.append(Descriptor(MT_LAYER, info.diff_id, info.size))
             diff_ids.append(info.diff_id)
         source_cfg = dict(imported.config)
@@ -127,11 +127,14 @@ def export_image(
     replaceable: Callable[[Path], bool] | None = None,
 ) -> str:
     """Write a stored image as an OCI layout dir, an OCI archive or a docker-archive.
-    Every layer's tar is regenerated from its dir and checked against its recorded
-    diff_id (StoreError on mismatch: the store is corrupted). Written under a temp name
-    and moved into place by :func:`pipeline.build.outputs.place`, which never replaces
-    what the user has at ``out`` (``force``: a file, or a layout pipeline wrote).
-    Returns the manifest digest."""
+    Every layer's tar is regenerated from its dir with the epoch recorded for it
+    (``epoch`` only for a layer that has none) and checked against its diff_id
+    (StoreError on mismatch: the store is corrupted). Written under a temp name and
+    moved into place by :func:`pipeline.build.outputs.place`, which never replaces what
+    the user has at ``out`` (``force``: a file, or a layout pipeline wrote) and removes
+    the partial output on any error; a missing directory (UsageError) or a failed
+    write, such as a full disk (StoreError), is one line naming ``out``. Returns the
+    manifest digest."""
     from pipeline.build.outputs import check, place
 
     if fmt not in ("oci", "oci-archive", "docker-archive"):
@@ -150,13 +153,17 @@ def export_image(
         else:
             _write_docker_archive(store, image, tmp, epoch)
 
-    place(out, write, directory=fmt == "oci", force=force, replaceable=replaceable)
+    try:
+        place(out, write, directory=fmt == "oci", force=force, replaceable=replaceable)
+    except OSError as exc:
+        raise StoreError(f"{out}: export failed: {exc.strerror or exc}") from None
     return image.manifest_digest
 
 
 def _verified_layer(store: Store, diff_id: str, dest: BinaryIO, epoch: int) -> int:
     from pipeline.fs.tarwrite import write_layer
 
+    epoch = store.layer_epoch(diff_id, epoch) or 0  # the epoch its tar was made with
     info = write_layer(store.layer_path(diff_id), dest, epoch)
     if info.diff_id != diff_id:
         raise StoreError(

@@ -71,7 +71,7 @@ def check(
     fail before doing its work. Returns the effective ``force``."""
     path = Path(os.path.abspath(path))
     if not path.parent.is_dir():
-        raise UsageError(f"{path}: the directory {path.parent} does not exist")
+        raise UsageError(f"{path}: cannot write there: {path.parent} is not a directory")
     if replaceable is not None and path.exists() and not path.is_symlink():
         force = force or replaceable(path)
     _check_target(path, force, directory)

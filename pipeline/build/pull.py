@@ -23,7 +23,7 @@ from typing import Any
 from pipeline.digest import hex_of, is_digest
 from pipeline.errors import StoreError
 from pipeline.oci.manifest import Blob, Descriptor, json_blob, manifest_blob
-from pipeline.oci.media import LAYER_TYPES, MT_CONFIG, MT_LAYER
+from pipeline.oci.media import LAYER_TYPES, MT_CONFIG, MT_LAYER, document_kind
 from pipeline.oci.platform import host_arch
 from pipeline.registry.client import Registries, RegistryClient, pick_platform, platforms
 from pipeline.registry.reference import Reference, RegistryError
@@ -81,8 +81,13 @@ def _resolve_manifest(client: RegistryClient, ref: Reference, arch: str) -> tupl
     if found is None:
         raise client.error(f"manifest {ref.reference} not found", repo, ref.digest)
     top = found.digest
+    declared = ""
     for _ in range(3):
-        if not found.is_index:
+        try:
+            kind = document_kind(found.json(), found.media_type, declared)
+        except ValueError as exc:
+            raise client.error(f"refused: {exc}", repo, found.digest) from None
+        if kind == "manifest":
             return found, top
         index = found.json()
         entry = pick_platform(index, "linux", arch)
@@ -98,6 +103,7 @@ def _resolve_manifest(client: RegistryClient, ref: Reference, arch: str) -> tupl
         if sub is None:
             raise client.error("manifest listed in the index is missing", repo, digest)
         found = sub
+        declared = str(entry.get("mediaType") or "")
     raise client.error("image indexes nested too deeply", repo, top)
 
 
@@ -119,17 +125,16 @@ def fetch_layer(
 ) -> _FetchedLayer:
     """Download one layer blob into ``dest`` (extracted), verifying its blob digest,
     size and uncompressed diff_id; retried from scratch on a broken transfer."""
-    import shutil
-
     from pipeline.fs.extract import extract_layer
     from pipeline.fs.tarwrite import layer_info
+    from pipeline.fs.tree import remove_tree
 
     digest, size = str(desc["digest"]), int(desc["size"])
     where = f"{client.registry}/{repository}@{digest}"
     backoff = Backoff(client.retry)
     while True:
         if dest.exists():
-            shutil.rmtree(dest)
+            remove_tree(dest)
         dest.mkdir()
         dest.chmod(0o755)
         try:
@@ -224,7 +229,7 @@ def pull_image(
     try:
         config = json.loads(config_data)
         diff_ids = list(config["rootfs"]["diff_ids"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise client.error("config without rootfs.diff_ids", repo, config_desc["digest"]) from None
     if len(diff_ids) != len(layer_descs) or not all(
         isinstance(d, str) and is_digest(d) for d in diff_ids
@@ -258,7 +263,7 @@ def pull_image(
                 sizes.append(store.layer_size(diff_id))
                 continue
             if got.path.exists():
-                store.commit_layer(got.path, got.local_diff_id, got.size)
+                store.commit_layer(got.path, got.local_diff_id, got.size, epoch)
             local_ids.append(got.local_diff_id)
             sizes.append(got.size)
         rewritten = local_ids != diff_ids

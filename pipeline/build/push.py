@@ -210,6 +210,7 @@ class BlobPusher:
         from pipeline.fs.tarwrite import write_layer
 
         layer_dir = self.store.layer_path(diff_id)
+        epoch = self.store.layer_epoch(diff_id, epoch) or 0  # the epoch its tar was made with
         with open(path, "wb") as raw:
             out = _Hashing(raw)
             sink = cast(BinaryIO, out)

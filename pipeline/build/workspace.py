@@ -192,7 +192,7 @@ class Workspace:
                 ) from None
 
         fleet = self.fleet
-        graph = compile_fleet(fleet, resolve_bases(fleet, store), copy_digest, outputs)
+        graph = compile_fleet(fleet, resolve_bases(fleet, store), copy_digest, outputs, self.epoch)
         hasher.save()
         return graph
 

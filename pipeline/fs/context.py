@@ -249,7 +249,27 @@ def stat_key_of(st: os.stat_result) -> StatKey:
 
 def _walk(r: _Resolver, top: Path, source: str, prefix: str) -> Iterator[Entry]:
     """Entries below the real directory ``top`` (not ``top`` itself), sorted by name,
-    parents first, never following symlinks; ``prefix`` is prepended to ``rel``."""
+    parents first, never following symlinks; ``prefix`` is prepended to ``rel``.
+    Iterative (a context may nest deeper than Python's recursion limit); one
+    directory is open at a time."""
+    stack: list[Iterator[Entry | tuple[Path, str]]] = [_walk_dir(r, top, source, prefix)]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        if isinstance(entry, tuple):  # a subdirectory to descend into
+            path, rel = entry
+            stack.append(_walk_dir(r, path, source, rel))
+            continue
+        yield entry
+
+
+def _walk_dir(
+    r: _Resolver, top: Path, source: str, prefix: str
+) -> Iterator[Entry | tuple[Path, str]]:
+    """One directory's entries, sorted by name, each directory followed by the marker
+    ``(path, rel)`` asking :func:`_walk` to descend into it."""
     ctx_prefix = r.ctx_rel(top)
     try:
         with os.scandir(top) as it:
@@ -270,7 +290,8 @@ def _walk(r: _Resolver, top: Path, source: str, prefix: str) -> Iterator[Entry]:
             if not hidden:
                 yield Entry(rel, path, "dir", mode, 0, "", False, source, stat_key_of(st))
             if not hidden or r.ignore.has_negation:
-                yield from _walk(r, path, source, rel)
+                _check_depth(r, source, d.path, ctx)
+                yield (path, rel)
         elif r.ignore.ignored(ctx, is_dir=False):
             continue
         elif stat.S_ISREG(st.st_mode):
@@ -279,6 +300,26 @@ def _walk(r: _Resolver, top: Path, source: str, prefix: str) -> Iterator[Entry]:
             target = os.readlink(path)
             yield Entry(rel, path, "symlink", mode, 0, target, False, source, stat_key_of(st))
         # fifos, sockets and devices are skipped
+
+
+def _check_depth(r: _Resolver, source: str, path: str, ctx: str) -> None:
+    """Refuse to descend into ``path`` (``ctx`` below the context) when its entries
+    would be deeper than ``Limits.path_depth`` or longer than Linux opens (PATH_MAX)."""
+    from pipeline.limits import current, over, shown_name
+
+    limits = current()
+    depth = ctx.count("/") + 2  # the depth of the entries inside
+    if depth > limits.path_depth:
+        raise ContextError(
+            r.where,
+            source,
+            f"{shown_name(ctx)}: entries {depth:,} levels deep; "
+            + over("path_depth", limits.path_depth, "levels"),
+        )
+    if len(os.fsencode(path)) + 2 > 4095:
+        raise ContextError(
+            r.where, source, f"{shown_name(ctx)}: paths below it are longer than Linux opens"
+        )
 
 
 def _select_one(r: _Resolver, source: str, walk: bool = True) -> list[Entry]:

@@ -113,13 +113,18 @@ class ContextHasher:
         if self.cache_file is None or not self._dirty:
             return
         directory = self.cache_file.parent
-        directory.mkdir(parents=True, exist_ok=True)
         body = {
             "format": CACHE_FORMAT,
             "version": CACHE_VERSION,
             "files": {p: list(v) for p, v in sorted(self._cache.items())},
         }
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{self.cache_file.name}.", suffix=".tmp")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                dir=directory, prefix=f".{self.cache_file.name}.", suffix=".tmp"
+            )
+        except OSError:
+            return  # a read-only store: the cache only saves time, so go without it
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(body, f, separators=(",", ":"))

@@ -17,35 +17,204 @@ opened with ``O_NOFOLLOW`` and must still be regular files when opened.
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import os
+import posixpath
 import re
-import shutil
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from pipeline.errors import UnsafePathError
 from pipeline.fs.context import Entry, select
 from pipeline.fs.contexthash import digest_entries
-from pipeline.fs.copysources import (
-    CopyError,
-    Meta,
-    Parts,
-    SourceNode,
-    SourceTree,
-    entry_trees,
-    image_trees,
-)
-from pipeline.fs.layerstack import LayerStack, join_parts, split_path
+from pipeline.fs.layerstack import LayerStack, LayerStackError, join_parts, split_path
+from pipeline.fs.layerwriter import DEFAULT_DIR_MODE, CopyError, LayerWriter, Meta
+from pipeline.fs.patterns import glob_regex, is_glob
 from pipeline.model import Copy
 from pipeline.users import Ids, resolve_user
 
-DEFAULT_DIR_MODE = 0o755
-_CHUNK = 1 << 30
-_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_Parts = tuple[str, ...]
+
+
+class ContextEntry(Protocol):
+    """What the copier reads of a ``pipeline.context.Entry`` (see ``context.select``)."""
+
+    @property
+    def rel(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def kind(self) -> str: ...  # "file" | "dir" | "symlink"
+    @property
+    def mode(self) -> int: ...  # permission bits
+    @property
+    def target(self) -> str: ...
+    @property
+    def top(self) -> bool: ...
+    @property
+    def source(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceNode:
+    """One file, directory or symlink to copy, as it was selected (never followed).
+
+    ``rel`` is its "/"-separated path below the top-level source ("" for the top-level
+    object itself); ``mode`` is a full st_mode (type and permission bits); ``host`` is
+    the host path holding its bytes (regular file); ``target`` is a symlink's link text
+    as selected. ``uid``/``gid`` are the owner the copy gets when there is no chown;
+    ``mtime_ns`` None leaves the time of writing.
+    """
+
+    rel: str
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int | None
+    host: str
+    target: str = ""
+
+    @classmethod
+    def of(cls, rel: str, st: os.stat_result, host: str, keep_owner: bool) -> SourceNode:
+        """The node for ``st`` (an lstat of ``host``); owner root:root unless
+        ``keep_owner``. Reads a symlink's target."""
+        uid, gid = (st.st_uid, st.st_gid) if keep_owner else (0, 0)
+        target = os.readlink(host) if stat.S_ISLNK(st.st_mode) else ""
+        return cls(rel, st.st_mode, uid, gid, st.st_mtime_ns, host, target)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceTree:
+    """One top-level COPY source, its nodes parents before children.
+
+    When ``nodes[0].rel`` is "" it is the source itself: a file or symlink source has
+    just that node; a directory source has it, then its contents. A directory tree may
+    also come without a root node (``context.select`` does not report the directory
+    itself, and an empty directory gives no nodes at all): then a destination
+    directory the image lacks is created 0755 root:root. ``name`` is the name a file
+    source gets inside a directory destination; ``origin`` names the source in messages.
+    """
+
+    name: str
+    origin: str
+    nodes: tuple[SourceNode, ...]
+
+    @property
+    def is_dir(self) -> bool:
+        return not self.nodes or self.nodes[0].rel != "" or stat.S_ISDIR(self.nodes[0].mode)
+
+    @property
+    def root(self) -> SourceNode | None:
+        return self.nodes[0] if self.nodes and self.nodes[0].rel == "" else None
+
+
+# -- sources -----------------------------------------------------------------------------
+
+_KINDS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}
+
+
+def _entry_node(entry: ContextEntry, rel: str) -> SourceNode:
+    try:
+        kind = _KINDS[entry.kind]
+    except KeyError:
+        raise CopyError(str(entry.path), f"unsupported entry kind {entry.kind!r}") from None
+    stat_key = getattr(entry, "stat_key", None)
+    mtime_ns = stat_key[1] if stat_key and stat_key[1] else None
+    return SourceNode(
+        rel, kind | stat.S_IMODE(entry.mode), 0, 0, mtime_ns, str(entry.path), entry.target
+    )
+
+
+def entry_trees(entries: Sequence[ContextEntry]) -> list[SourceTree]:
+    """Source trees for what ``context.select`` returned for one COPY (owners
+    root:root). A ``top`` entry (a file source) is a file tree; each run of other
+    entries from one source is a directory tree without a root node. No entries at
+    all (an empty directory was selected) is one empty directory tree."""
+    trees: list[SourceTree] = []
+    run: list[SourceNode] = []
+    run_source: str | None = None
+
+    def flush() -> None:
+        nonlocal run, run_source
+        if run_source is not None:
+            trees.append(SourceTree("", run_source, tuple(run)))
+        run, run_source = [], None
+
+    for entry in entries:
+        if entry.top:
+            flush()
+            trees.append(SourceTree(entry.rel, entry.source, (_entry_node(entry, ""),)))
+            continue
+        if run_source is not None and entry.source != run_source:
+            flush()
+        run_source = entry.source
+        run.append(_entry_node(entry, entry.rel))
+    flush()
+    return trees or [SourceTree("", "", ())]
+
+
+def _expand(parts: _Parts, children: Callable[[_Parts], list[str]]) -> list[_Parts]:
+    """Every path matching ``parts``, whose components may be globs in Go
+    ``filepath.Match`` style (one component each, as ``context.glob_regex``), sorted."""
+    found: list[_Parts] = [()]
+    wild = False
+    for pattern in parts:
+        if is_glob(pattern):
+            wild = True
+            rx = glob_regex(pattern)
+            found = [(*p, n) for p in found for n in children(p) if rx.fullmatch(n)]
+        elif wild:
+            found = [(*p, pattern) for p in found if pattern in children(p)]
+        else:
+            found = [(*p, pattern) for p in found]
+    return sorted(found)
+
+
+def image_trees(stack: LayerStack, sources: Sequence[str]) -> list[SourceTree]:
+    """Source trees for ``sources``: paths in the image ``stack`` (``COPY --from``),
+    relative ones from ``/``, globs allowed. Symlinks on the way are followed within
+    that image's root; a symlink that is the source itself is copied as a symlink
+    (unless written with a trailing "/", which names the directory it points to).
+    Owners are kept (as BuildKit does for ``--from``) unless the COPY has a chown."""
+
+    def children(parts: _Parts) -> list[str]:
+        try:
+            return stack.listdir(stack.resolve(join_parts(parts)))
+        except LayerStackError:
+            return []
+
+    trees: list[SourceTree] = []
+    for source in sources:
+        parts = split_path(source)
+        wild = any(is_glob(p) for p in parts)
+        if wild:
+            try:
+                matches = _expand(parts, children)
+            except ValueError as exc:
+                raise CopyError(source, str(exc)) from None
+            if not matches:
+                raise CopyError(source, "no source files match in the source image")
+        else:
+            matches = [parts]
+        for match in matches:
+            # "link/" names the directory the link points to, as in POSIX.
+            follow = source.endswith(("/", "/.")) and not wild
+            path = stack.resolve(join_parts(match), follow_last=follow)
+            try:
+                entries = list(stack.walk(path))
+            except LayerStackError:
+                raise CopyError(path, "no such file or directory in the source image") from None
+            nodes = tuple(
+                SourceNode.of(
+                    e.path[len(path) :].lstrip("/"), e.stat, os.fspath(e.host), keep_owner=True
+                )
+                for e in entries
+            )
+            trees.append(SourceTree(posixpath.basename(path), path, nodes))
+    return trees
+
 
 # -- options -----------------------------------------------------------------------------
 
@@ -84,178 +253,6 @@ def dest_path(dest: str, workdir: str) -> tuple[str, bool]:
 # -- writing the layer -------------------------------------------------------------------
 
 
-def _copy_data(src: int, dst: int, digest: Any = None) -> None:
-    """Copy the rest of ``src`` to ``dst`` (both at their current offsets). With
-    ``digest`` (a hashlib object), through memory, hashing exactly the bytes written;
-    otherwise in-kernel where possible: copy_file_range (reflinks on CoW filesystems),
-    then sendfile."""
-    if digest is not None:
-        while data := os.read(src, 1 << 20):
-            digest.update(data)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(dst, view) :]
-        return
-    try:
-        while os.copy_file_range(src, dst, _CHUNK):
-            pass
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-            raise
-    try:
-        while os.sendfile(dst, src, None, _CHUNK):
-            pass
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOSYS):
-            raise
-    while data := os.read(src, 1 << 20):
-        view = memoryview(data)
-        while view:
-            view = view[os.write(dst, view) :]
-
-
-class _LayerWriter:
-    """Creates entries below one layer dir through O_NOFOLLOW directory fds only.
-
-    Directory metadata is recorded and applied by :meth:`finish`, after every write,
-    so that writing children does not disturb a directory's mtime.
-    """
-
-    def __init__(self, layer_dir: Path, hash_files: bool = False) -> None:
-        self.hash_files = hash_files
-        self.digests: dict[str, str] = {}  # source host path -> sha256 of the bytes copied
-        self.layer_dir = layer_dir
-        self.root_fd = os.open(layer_dir, _DIR_OPEN)
-        self._chain: list[tuple[str, int]] = []  # open fds for the current dir path
-        self.dir_meta: dict[Parts, Meta] = {}
-
-    def _where(self, parts: Parts) -> str:
-        return join_parts(parts)
-
-    def close(self) -> None:
-        for _, fd in self._chain:
-            os.close(fd)
-        self._chain.clear()
-        os.close(self.root_fd)
-
-    def dir_fd(self, parts: Parts) -> int:
-        """An fd for the layer directory ``parts``; missing ones are made 0755 root:root,
-        a non-directory on the way is an error (never followed)."""
-        keep = 0
-        while keep < len(self._chain) and keep < len(parts) and self._chain[keep][0] == parts[keep]:
-            keep += 1
-        for _, fd in self._chain[keep:]:
-            os.close(fd)
-        del self._chain[keep:]
-        for i in range(keep, len(parts)):
-            parent = self._chain[-1][1] if self._chain else self.root_fd
-            self._chain.append((parts[i], self._open_dir(parent, parts[: i + 1])))
-        return self._chain[-1][1] if parts else self.root_fd
-
-    def _open_dir(self, parent: int, parts: Parts) -> int:
-        name = parts[-1]
-        try:
-            return os.open(name, _DIR_OPEN, dir_fd=parent)
-        except FileNotFoundError:
-            os.mkdir(name, 0o700, dir_fd=parent)
-            self.dir_meta.setdefault(parts, (DEFAULT_DIR_MODE, 0, 0, None))
-            return os.open(name, _DIR_OPEN, dir_fd=parent)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise CopyError(
-                    self._where(parts), "is not a directory in the layer being written"
-                ) from None
-            raise
-
-    def _clear(self, parent: int, parts: Parts) -> None:
-        """Remove whatever the layer already holds at ``parts`` (an earlier source)."""
-        name = parts[-1]
-        try:
-            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=parent)  # fd-based: does not follow symlinks
-            n = len(parts)
-            for key in [k for k in self.dir_meta if k[:n] == parts]:
-                del self.dir_meta[key]
-        else:
-            os.unlink(name, dir_fd=parent)
-
-    def make_dir(self, parts: Parts, meta: Meta) -> None:
-        """A directory at ``parts`` (merged with one already written), given ``meta``."""
-        if not parts:
-            return  # the layer root keeps its own metadata
-        parent = self.dir_fd(parts[:-1])
-        name = parts[-1]
-        try:
-            os.mkdir(name, 0o700, dir_fd=parent)
-        except FileExistsError:
-            if not stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
-                os.unlink(name, dir_fd=parent)
-                os.mkdir(name, 0o700, dir_fd=parent)
-        self.dir_meta[parts] = meta
-
-    def write_file(self, parts: Parts, node: SourceNode, meta: Meta) -> None:
-        parent = self.dir_fd(parts[:-1])
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        try:
-            src = os.open(node.host, flags)
-        except OSError as exc:
-            raise CopyError(node.host, f"cannot open source: {exc.strerror}") from None
-        try:
-            if not stat.S_ISREG(os.fstat(src).st_mode):
-                raise CopyError(node.host, "source is no longer a regular file")
-            create = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            try:
-                dst = os.open(parts[-1], create, 0o600, dir_fd=parent)
-            except FileExistsError:  # an earlier source wrote this path: later wins
-                self._clear(parent, parts)
-                dst = os.open(parts[-1], create, 0o600, dir_fd=parent)
-            try:
-                digest = hashlib.sha256() if self.hash_files else None
-                _copy_data(src, dst, digest)
-                if digest is not None:
-                    self.digests[node.host] = "sha256:" + digest.hexdigest()
-                mode, uid, gid, mtime_ns = meta
-                os.fchown(dst, uid, gid)  # before chmod: chown clears set-id bits
-                os.fchmod(dst, mode)
-                if mtime_ns is not None:
-                    os.utime(dst, ns=(mtime_ns, mtime_ns))
-            finally:
-                os.close(dst)
-        finally:
-            os.close(src)
-
-    def write_symlink(self, parts: Parts, node: SourceNode, meta: Meta) -> None:
-        target = node.target
-        if not target:
-            raise CopyError(node.host, "symlink without a target")
-        parent = self.dir_fd(parts[:-1])
-        name = parts[-1]
-        try:
-            os.symlink(target, name, dir_fd=parent)
-        except FileExistsError:  # an earlier source wrote this path: later wins
-            self._clear(parent, parts)
-            os.symlink(target, name, dir_fd=parent)
-        _, uid, gid, mtime_ns = meta
-        os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
-        if mtime_ns is not None:
-            os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=parent, follow_symlinks=False)
-
-    def finish(self) -> None:
-        """Apply the recorded directory metadata, deepest first."""
-        for parts in sorted(self.dir_meta, key=len, reverse=True):
-            mode, uid, gid, mtime_ns = self.dir_meta[parts]
-            fd = self.dir_fd(parts)
-            os.fchown(fd, uid, gid)
-            os.fchmod(fd, mode)
-            if mtime_ns is not None:
-                os.utime(fd, ns=(mtime_ns, mtime_ns))
-
-
 def _check_name(name: str, where: str, path: str) -> None:
     if name in ("", ".", "..") or "/" in name or "\0" in name:
         raise UnsafePathError(where, path, f"bad name {name!r}")
@@ -263,13 +260,13 @@ def _check_name(name: str, where: str, path: str) -> None:
         raise UnsafePathError(where, path, "names starting with .wh. are reserved for whiteouts")
 
 
-def _check_tree(tree: SourceTree) -> list[Parts]:
+def _check_tree(tree: SourceTree) -> list[_Parts]:
     """Each node's path below the tree as components, after checking names and types."""
     if any(node.rel == "" for node in tree.nodes[1:]):
         raise CopyError(tree.origin, "source tree has its root after other nodes")
     if not tree.is_dir:
         _check_name(tree.name, tree.origin, tree.name)
-    rels: list[Parts] = []
+    rels: list[_Parts] = []
     for node in tree.nodes:
         kind = stat.S_IFMT(node.mode)
         if kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
@@ -290,7 +287,7 @@ def _node_meta(node: SourceNode, mode: int | None, owner: Ids | None) -> Meta:
 
 
 def _write_node(
-    writer: _LayerWriter, parts: Parts, node: SourceNode, mode: int | None, owner: Ids | None
+    writer: LayerWriter, parts: _Parts, node: SourceNode, mode: int | None, owner: Ids | None
 ) -> None:
     if stat.S_ISDIR(node.mode):
         writer.make_dir(parts, _node_meta(node, mode, owner))
@@ -300,7 +297,7 @@ def _write_node(
         writer.write_file(parts, node, _node_meta(node, mode, owner))
 
 
-def _make_parents(writer: _LayerWriter, parts: Parts, stack: LayerStack) -> bool:
+def _make_parents(writer: LayerWriter, parts: _Parts, stack: LayerStack) -> bool:
     """Directories ``parts`` and its ancestors in the layer: re-created with the
     stack's metadata where the image has them, else 0755 root:root. Returns whether the
     image already had ``parts``."""
@@ -365,7 +362,7 @@ def copy_step(
     resolved = stack.resolve(target)
     st = stack.lstat(resolved)
     is_dir = st is not None and stat.S_ISDIR(st.st_mode)
-    writer = _LayerWriter(layer_dir, hash_files)
+    writer = LayerWriter(layer_dir, hash_files)
     try:
         if len(trees) == 1 and not trees[0].is_dir and not as_dir and not is_dir:
             # One file or symlink under the name ``dest`` (replacing what is there).

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
-import tarfile
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +28,9 @@ from pipeline.fs.tarformat import (
     keep_xattr,
 )
 from pipeline.fs.tarread import HashingReader, raw_decompressed
+from pipeline.fs.tarstream import TarEntry, TarReader
+from pipeline.fs.tree import fd_budget, remove_tree_at
+from pipeline.limits import Limits, current, human, over, shown_name
 
 # ---------------------------------------------------------------------------------------
 # Reading: safe extraction
@@ -76,14 +77,18 @@ class _Extractor:
     dropped whenever a directory is removed.
     """
 
-    def __init__(self, root_fd: int, where: str) -> None:
+    def __init__(self, root_fd: int, where: str, limits: Limits) -> None:
         self.root_fd = root_fd
         self.where = where
+        self.limits = limits
         self.fds: OrderedDict[tuple[bytes, ...], int] = OrderedDict()
+        self.fd_cache = fd_budget(_FD_CACHE)
         self.dir_times: dict[tuple[bytes, ...], int] = {}
         self.skipped: list[str] = []
         self.notes: list[str] = []
         self.chown_ok = True
+        self.unpacked = 0  # file bytes written
+        self.unchecked = 0  # bytes written since free space was last checked
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -94,34 +99,79 @@ class _Extractor:
         if text not in self.notes:
             self.notes.append(text)
 
+    def claim(self, size: int, shown: str) -> None:
+        """Account for ``size`` bytes about to be written: refuse (StoreError naming
+        the entry) past ``Limits.unpacked_bytes``, or when the disk would keep less
+        than ``Limits.free_reserve_bytes`` free (checked for every file of 1 MiB or
+        more, and after every 16 MiB of smaller ones)."""
+        limits = self.limits
+        self.unpacked += size
+        if self.unpacked > limits.unpacked_bytes:
+            raise StoreError(
+                f"{self.where}: {shown}: the archive unpacks to more than "
+                f"{human(limits.unpacked_bytes)}; " + over("unpacked_bytes", limits.unpacked_bytes)
+            )
+        self.unchecked += size
+        if size < (1 << 20) and self.unchecked < (16 << 20):
+            return
+        self.unchecked = 0
+        st = os.fstatvfs(self.root_fd)
+        free = st.f_bavail * st.f_frsize
+        if size > free - limits.free_reserve_bytes:
+            raise StoreError(
+                f"{self.where}: {shown}: needs {size:,} bytes but the store's disk has "
+                f"{free:,} free (keeping {human(limits.free_reserve_bytes)} in reserve; "
+                f"{Limits.variable('free_reserve_bytes')} sets it)"
+            )
+
     # -- directories ---------------------------------------------------------------
 
     def dir_fd(self, parts: tuple[bytes, ...], create: bool) -> int:
         """An fd of directory ``parts`` (borrowed: valid until the next call).
         Missing components are created (0755, root) when ``create``; a whiteout in the
-        way is replaced by an opaque directory; a symlink or non-directory is refused."""
+        way is replaced by an opaque directory; a symlink or non-directory is refused.
+        Iterative: walks down from the deepest cached ancestor."""
         if not parts:
             return self.root_fd
         fd = self.fds.get(parts)
         if fd is not None:
             self.fds.move_to_end(parts)
             return fd
-        parent = self.dir_fd(parts[:-1], create)
+        depth = len(parts) - 1
+        while depth > 0 and parts[:depth] not in self.fds:
+            depth -= 1
+        parent = self.fds[parts[:depth]] if depth else self.root_fd
+        owned = -1  # an fd opened on the way down and not cached
+        try:
+            for i in range(depth, len(parts)):
+                fd = self._open_child(parent, parts[: i + 1], create)
+                if owned >= 0:
+                    os.close(owned)
+                owned = fd
+                parent = fd
+            self._cache(parts, owned)
+            owned = -1
+            return parent
+        finally:
+            if owned >= 0:
+                os.close(owned)
+
+    def _open_child(self, parent: int, parts: tuple[bytes, ...], create: bool) -> int:
         name = parts[-1]
         if name in (b"..", b"."):  # _split already refuses these; never walk upwards
             raise _Refused("'..' component")
         try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
         except FileNotFoundError:
             if not create:
                 raise _Refused(f"'{os.fsdecode(b'/'.join(parts))}' does not exist") from None
             os.mkdir(name, 0o755, dir_fd=parent)
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise
             st = _lstat_at(parent, name)
-            shown = os.fsdecode(b"/".join(parts))
+            shown = shown_name(os.fsdecode(b"/".join(parts)))
             if st is not None and stat.S_ISLNK(st.st_mode):
                 raise _Refused(f"parent '{shown}' is a symlink") from None
             if not (create and st is not None and _is_whiteout(st)):
@@ -130,15 +180,14 @@ class _Extractor:
             os.mkdir(name, 0o755, dir_fd=parent)
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
             os.setxattr(fd, OPAQUE_XATTR, b"y")
-        self._cache(parts, fd)
-        return fd
+            return fd
 
     def _cache(self, parts: tuple[bytes, ...], fd: int) -> None:
         old = self.fds.pop(parts, None)
         if old is not None and old != fd:
             os.close(old)
         self.fds[parts] = fd
-        while len(self.fds) > _FD_CACHE:
+        while len(self.fds) > self.fd_cache:
             _, evicted = self.fds.popitem(last=False)
             os.close(evicted)
 
@@ -155,10 +204,10 @@ class _Extractor:
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return st
-            shutil.rmtree(name, dir_fd=parent)
             n = len(parts)
             for stale in [p for p in self.fds if p[:n] == parts]:
                 os.close(self.fds.pop(stale))
+            remove_tree_at(parent, name)
         else:
             os.unlink(name, dir_fd=parent)
         return st
@@ -185,7 +234,7 @@ class _Extractor:
                 self.note(f"{shown}: xattr {name} not kept: {exc.strerror}")
 
 
-def _member_xattrs(member: tarfile.TarInfo) -> tuple[list[tuple[str, bytes]], list[str]]:
+def _member_xattrs(member: TarEntry) -> tuple[list[tuple[str, bytes]], list[str]]:
     kept: list[tuple[str, bytes]] = []
     dropped: list[str] = []
     for key, value in member.pax_headers.items():
@@ -199,14 +248,16 @@ def _member_xattrs(member: tarfile.TarInfo) -> tuple[list[tuple[str, bytes]], li
     return kept, dropped
 
 
-def _mtime_ns(member: tarfile.TarInfo) -> int:
+def _mtime_ns(member: TarEntry) -> int:
     mt = member.mtime
     if isinstance(mt, int):
         return mt * 1_000_000_000
     return round(mt * 1_000_000_000)
 
 
-def extract_layer(stream: BinaryIO, dest: Path, where: str) -> ExtractReport:
+def extract_layer(
+    stream: BinaryIO, dest: Path, where: str, limits: Limits | None = None
+) -> ExtractReport:
     """Extract one layer tar from ``stream`` into directory ``dest`` in overlay format.
 
     Streaming: reads ``stream`` once, to its end, never holding a member in memory.
@@ -224,15 +275,20 @@ def extract_layer(stream: BinaryIO, dest: Path, where: str) -> ExtractReport:
     Refused with UnsafePathError (``where`` and the entry named): absolute paths,
     ``..`` components, NUL bytes, any path whose parent is a symlink or non-directory,
     hardlinks whose target is outside the layer, not yet extracted, a directory or a
-    whiteout, or is reached through a symlink. Nothing is ever created outside
+    whiteout, or is reached through a symlink, and any entry that would replace the
+    layer root (a non-directory named ``.``). Nothing is ever created outside
     ``dest``. Not atomic: on error ``dest`` holds a partial layer for the caller to
-    remove. Corrupt or truncated streams raise StoreError.
+    remove. Corrupt or truncated streams, and streams over a limit (``limits``,
+    default :func:`pipeline.limits.current`: entries, path length and depth, header
+    size, unpacked bytes, free disk space, decompression ratio) raise StoreError
+    naming the entry; so does a write the filesystem refuses (a full disk).
     """
+    limits = limits or current()
     dest.mkdir(parents=True, exist_ok=True)
     root_fd = os.open(dest, _DIR_FLAGS)
-    ex = _Extractor(root_fd, where)
+    ex = _Extractor(root_fd, where, limits)
     try:
-        hashing = HashingReader(raw_decompressed(stream, where)[0], where)
+        hashing = HashingReader(raw_decompressed(stream, where, limits)[0], where)
         count = _extract_members(ex, hashing, where)
         hashing.drain()
         _apply_dir_times(ex)
@@ -251,26 +307,17 @@ def extract_layer(stream: BinaryIO, dest: Path, where: str) -> ExtractReport:
 def _extract_members(ex: _Extractor, hashing: HashingReader, where: str) -> int:
     """Run every member of the tar read from ``hashing`` through ``ex``; the count."""
     count = 0
-    try:
-        with tarfile.open(  # type: ignore[call-overload]
-            fileobj=hashing,
-            mode="r|",
-            bufsize=tarfile.RECORDSIZE,
-            encoding="utf-8",
-            errors="surrogateescape",
-        ) as tf:
-            while True:
-                member = tf.next()
-                if member is None:
-                    return count
-                tf.members.clear()  # stream mode: do not keep every header
-                count += 1
-                try:
-                    _extract_member(ex, tf, member)
-                except _Refused as exc:
-                    raise UnsafePathError(where, member.name, exc.reason) from None
-    except tarfile.TarError as exc:
-        raise StoreError(f"{where}: not a valid tar stream: {exc}") from None
+    reader = TarReader(hashing, where, ex.limits)  # type: ignore[arg-type]
+    for member in reader.entries():
+        count += 1
+        try:
+            _extract_member(ex, reader, member)
+        except _Refused as exc:
+            raise UnsafePathError(where, shown_name(member.name), exc.reason) from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise StoreError(f"{where}: {member.shown}: cannot extract: {reason}") from None
+    return count
 
 
 def _apply_dir_times(ex: _Extractor) -> None:
@@ -283,13 +330,19 @@ def _apply_dir_times(ex: _Extractor) -> None:
         os.utime(fd, ns=(ns, ns))
 
 
-def _extract_member(ex: _Extractor, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+def _extract_member(ex: _Extractor, reader: TarReader, m: TarEntry) -> None:
     parts = _split(m.name)
-    shown = os.fsdecode(b"/".join(parts)) or "."
+    shown = shown_name(os.fsdecode(b"/".join(parts)) or ".")
     if not parts:
-        return  # the layer root itself: its metadata is not part of a layer
+        if m.isdir():
+            return  # the layer root itself: its metadata is not part of a layer
+        raise _Refused(
+            f"an entry of type {m.type.decode('latin-1')!r} would replace the layer root"
+        )
     base = parts[-1]
     dirparts = parts[:-1]
+    if any(p.startswith(WHITEOUT_PREFIX) for p in dirparts):
+        raise _Refused("a '.wh.' name marks a whiteout, which cannot hold other entries")
     if base.startswith(WHITEOUT_PREFIX):
         _whiteout(ex, m, dirparts, base, shown)
         return
@@ -325,6 +378,7 @@ def _extract_member(ex: _Extractor, tf: tarfile.TarFile, m: tarfile.TarInfo) -> 
     parent = ex.dir_fd(dirparts, create=True)
     ex.clear_slot(parts, parent, keep_dir=False)
     if m.isreg():
+        ex.claim(m.size, m.shown)
         fd = os.open(
             base,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -332,10 +386,8 @@ def _extract_member(ex: _Extractor, tf: tarfile.TarFile, m: tarfile.TarInfo) -> 
             dir_fd=parent,
         )
         try:
-            src = tf.extractfile(m)
-            assert src is not None
             while True:
-                chunk = src.read(CHUNK)
+                chunk = reader.read(CHUNK)
                 if not chunk:
                     break
                 view = memoryview(chunk)
@@ -364,7 +416,7 @@ def _extract_member(ex: _Extractor, tf: tarfile.TarFile, m: tarfile.TarInfo) -> 
 
 
 def _whiteout(
-    ex: _Extractor, m: tarfile.TarInfo, dirparts: tuple[bytes, ...], base: bytes, shown: str
+    ex: _Extractor, m: TarEntry, dirparts: tuple[bytes, ...], base: bytes, shown: str
 ) -> None:
     if base == OPAQUE_MARKER:
         fd = ex.dir_fd(dirparts, create=True)
@@ -391,7 +443,7 @@ def _whiteout(
     # an existing non-directory already hides the lower entry
 
 
-def _hardlink(ex: _Extractor, m: tarfile.TarInfo, parts: tuple[bytes, ...], shown: str) -> None:
+def _hardlink(ex: _Extractor, m: TarEntry, parts: tuple[bytes, ...], shown: str) -> None:
     try:
         tparts = _split(m.linkname)
     except _Refused as exc:

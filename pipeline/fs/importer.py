@@ -27,10 +27,9 @@ import json
 import os
 import posixpath
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -39,8 +38,10 @@ from pipeline.digest import DIGEST_PREFIX, hex_of, is_digest
 from pipeline.errors import StoreError, UnsafePathError
 from pipeline.fs.extract import extract_layer
 from pipeline.fs.tarread import HashingReader, TarArchive, decompressed, member_names
+from pipeline.fs.tree import remove_tree
+from pipeline.limits import current, human, over
 from pipeline.oci.config import DEFAULT_PATH
-from pipeline.oci.media import INDEX_TYPES, REF_ANNOTATION
+from pipeline.oci.media import REF_ANNOTATION, document_kind
 from pipeline.oci.platform import host_arch
 
 MAX_JSON = 16 << 20  # manifests and configs are small; refuse to buffer anything huge
@@ -178,6 +179,8 @@ def _read_json(
         return json.loads(data), actual
     except (ValueError, UnicodeDecodeError) as exc:
         raise StoreError(f"{src.shown(name)}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise StoreError(f"{src.shown(name)}: not an image JSON: nested too deeply") from None
 
 
 def _descriptor(value: object, where: str) -> tuple[str, str, int | None, Mapping[str, Any]]:
@@ -235,6 +238,11 @@ def _oci_manifest(src: _Source, ref: str | None, arch: str) -> tuple[Mapping[str
     index_name = "index.json"
     index, _ = _read_json(src, index_name)
     shown = src.shown(index_name)
+    try:
+        if document_kind(index) != "index":
+            raise ValueError("an image manifest where the layout's index belongs")
+    except ValueError as exc:
+        raise StoreError(f"{shown}: refused: {exc}") from None
     entries = index.get("manifests") if isinstance(index, Mapping) else None
     if not isinstance(entries, list) or not entries:
         raise StoreError(f"{shown}: no manifests")
@@ -260,11 +268,11 @@ def _oci_manifest(src: _Source, ref: str | None, arch: str) -> tuple[Mapping[str
         shown = src.shown(name)
         if not isinstance(value, Mapping):
             raise StoreError(f"{shown}: expected a JSON object")
-        if (
-            media_type in INDEX_TYPES
-            or value.get("mediaType") in INDEX_TYPES
-            or ("manifests" in value and "layers" not in value)
-        ):
+        try:
+            kind = document_kind(value, media_type)
+        except ValueError as exc:
+            raise StoreError(f"{shown}: {digest}: refused: {exc}") from None
+        if kind == "index":
             subs = value.get("manifests")
             if not isinstance(subs, list) or not subs:
                 raise StoreError(f"{shown}: empty image index")
@@ -448,10 +456,8 @@ def _cleanup_on_error(made: list[Path]) -> Iterator[None]:
         yield
     except BaseException:
         for path in reversed(made):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+            with suppress(OSError):
+                remove_tree(path)
         raise
 
 
@@ -497,6 +503,34 @@ def _read_source(
     return _read_docker(src, ref, staging, made)
 
 
+def _bounded_copy(stream: BinaryIO, out: BinaryIO, where: str) -> None:
+    """Copy a decompressing ``stream`` into ``out`` within ``Limits.unpacked_bytes``,
+    keeping ``Limits.free_reserve_bytes`` free on ``out``'s disk (checked every 64 MiB)."""
+    limits = current()
+    written = 0
+    while True:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            return
+        written += len(chunk)
+        if written > limits.unpacked_bytes:
+            raise StoreError(
+                f"{where}: decompresses to more than {human(limits.unpacked_bytes)}; "
+                + over("unpacked_bytes", limits.unpacked_bytes)
+            )
+        if written % (64 << 20) < len(chunk):
+            st = os.fstatvfs(out.fileno())
+            if st.f_bavail * st.f_frsize < limits.free_reserve_bytes + len(chunk):
+                raise StoreError(
+                    f"{where}: the store's disk is full after decompressing {written:,} bytes "
+                    f"(keeping {human(limits.free_reserve_bytes)} free)"
+                )
+        try:
+            out.write(chunk)
+        except OSError as exc:
+            raise StoreError(f"{where}: cannot decompress into the store: {exc.strerror}") from None
+
+
 def _read_file(
     path: Path, ref: str | None, arch: str, staging: Path, made: list[Path]
 ) -> ImportedImage:
@@ -511,7 +545,7 @@ def _read_file(
         made.append(plain)
         with os.fdopen(fd, "wb") as out, path.open("rb") as f:
             stream, _ = decompressed(f, str(path))
-            shutil.copyfileobj(stream, out, _CHUNK)
+            _bounded_copy(stream, out, str(path))
     try:
         with TarArchive(plain) as archive:
             return _read_source(_ArchiveSource(archive, str(path)), kind, ref, arch, staging, made)

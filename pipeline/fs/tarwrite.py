@@ -37,15 +37,20 @@ from pipeline.fs.tarformat import (
 _DIR, _REG, _SYMLINK, _FIFO, _WHITEOUT, _OPAQUE = range(6)
 
 
-# One entry to write: (sort key, tar path, kind, absolute path, lstat, kept xattrs).
+# One entry to write: (sort key, tar path, kind, path below the root, lstat, xattrs).
 # The sort key is the tar path without its trailing slash, except for an opaque
 # marker, whose key "DIR/" puts it first among DIR's children. Plain tuples: this is
 # the hot path of every build step.
 _Entry = tuple[bytes, bytes, int, bytes, os.stat_result, tuple[tuple[str, bytes], ...]]
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LONG = 3072  # absolute paths longer than this are reached through a directory fd
 
-def _scan(root: Path) -> list[_Entry]:
-    """Every entry below ``root`` (not root itself), validated, unsorted."""
+
+def _scan(root: Path, root_fd: int) -> list[_Entry]:
+    """Every entry below ``root`` (not root itself), validated, unsorted. Iterative;
+    one directory open at a time; deep directories (long paths) are read through a
+    directory fd, so depth is bounded only by the 4095-byte relative path limit."""
     where = str(root)
     rootb = os.fsencode(root)
     try:
@@ -57,44 +62,72 @@ def _scan(root: Path) -> list[_Entry]:
     entries: list[_Entry] = []
     root_xattrs = _read_xattrs(rootb, where, "")
     if root_xattrs[1]:
-        entries.append((b"", OPAQUE_MARKER, _OPAQUE, rootb, rst, ()))
-    stack: list[tuple[bytes, bytes]] = [(b"", rootb)]
+        entries.append((b"", OPAQUE_MARKER, _OPAQUE, b".", rst, ()))
+    stack: list[bytes] = [b""]
     while stack:
-        rel_dir, abs_dir = stack.pop()
-        with os.scandir(abs_dir) as it:
-            for e in it:
-                rel = rel_dir + e.name
-                st = e.stat(follow_symlinks=False)
-                mode = st.st_mode
-                is_whiteout = stat.S_ISCHR(mode) and st.st_rdev == 0
-                if e.name.startswith(WHITEOUT_PREFIX):
-                    raise UnsafePathError(
-                        where,
-                        os.fsdecode(rel),
-                        "names starting with '.wh.' are reserved for whiteouts",
-                    )
-                xattrs, opaque = _read_xattrs(e.path, where, rel)
-                if stat.S_ISDIR(mode):
-                    entries.append((rel, rel + b"/", _DIR, e.path, st, xattrs))
-                    if opaque:
-                        marker = rel + b"/" + OPAQUE_MARKER
-                        entries.append((rel + b"/", marker, _OPAQUE, e.path, st, ()))
-                    stack.append((rel + b"/", e.path))
-                elif stat.S_ISREG(mode):
-                    entries.append((rel, rel, _REG, e.path, st, xattrs))
-                elif stat.S_ISLNK(mode):
-                    entries.append((rel, rel, _SYMLINK, e.path, st, xattrs))
-                elif stat.S_ISFIFO(mode):
-                    entries.append((rel, rel, _FIFO, e.path, st, xattrs))
-                elif is_whiteout:
-                    name = rel_dir + WHITEOUT_PREFIX + e.name
-                    entries.append((name, name, _WHITEOUT, e.path, st, ()))
-                else:
-                    what = "socket" if stat.S_ISSOCK(mode) else "device node"
-                    raise UnsafePathError(
-                        where, os.fsdecode(rel), f"a {what} cannot be stored in a layer"
-                    )
+        rel_dir = stack.pop()
+        abs_dir = rootb + b"/" + rel_dir
+        fd = -1
+        if len(abs_dir) > _LONG:
+            try:
+                fd = os.open(rel_dir.rstrip(b"/"), _DIR_FLAGS, dir_fd=root_fd)
+            except OSError as exc:
+                raise StoreError(
+                    f"{where}: {os.fsdecode(rel_dir)[:200]}: cannot read: {exc.strerror}"
+                ) from None
+            base = b"/proc/self/fd/%d/" % fd
+        else:
+            base = abs_dir
+        try:
+            _scan_dir(where, fd if fd >= 0 else abs_dir, base, rel_dir, entries, stack)
+        finally:
+            if fd >= 0:
+                os.close(fd)
     return entries
+
+
+def _scan_dir(
+    where: str,
+    handle: int | bytes,
+    base: bytes,
+    rel_dir: bytes,
+    entries: list[_Entry],
+    stack: list[bytes],
+) -> None:
+    with os.scandir(handle) as it:
+        for e in it:
+            name = os.fsencode(e.name)
+            rel = rel_dir + name
+            st = e.stat(follow_symlinks=False)
+            mode = st.st_mode
+            is_whiteout = stat.S_ISCHR(mode) and st.st_rdev == 0
+            if name.startswith(WHITEOUT_PREFIX):
+                raise UnsafePathError(
+                    where,
+                    os.fsdecode(rel),
+                    "names starting with '.wh.' are reserved for whiteouts",
+                )
+            xattrs, opaque = _read_xattrs(base + name, where, rel)
+            if stat.S_ISDIR(mode):
+                entries.append((rel, rel + b"/", _DIR, rel, st, xattrs))
+                if opaque:
+                    marker = rel + b"/" + OPAQUE_MARKER
+                    entries.append((rel + b"/", marker, _OPAQUE, rel, st, ()))
+                stack.append(rel + b"/")
+            elif stat.S_ISREG(mode):
+                entries.append((rel, rel, _REG, rel, st, xattrs))
+            elif stat.S_ISLNK(mode):
+                entries.append((rel, rel, _SYMLINK, rel, st, xattrs))
+            elif stat.S_ISFIFO(mode):
+                entries.append((rel, rel, _FIFO, rel, st, xattrs))
+            elif is_whiteout:
+                wname = rel_dir + WHITEOUT_PREFIX + name
+                entries.append((wname, wname, _WHITEOUT, rel, st, ()))
+            else:
+                what = "socket" if stat.S_ISSOCK(mode) else "device node"
+                raise UnsafePathError(
+                    where, os.fsdecode(rel), f"a {what} cannot be stored in a layer"
+                )
 
 
 def _read_xattrs(
@@ -125,9 +158,24 @@ def _read_xattrs(
 
 
 def _emit(root: Path, epoch: int, sink: Callable[[bytes | memoryview], object]) -> int:
-    """Stream the deterministic tar of ``root`` into ``sink``; return its byte length."""
+    """Stream the deterministic tar of ``root`` into ``sink``; return its byte length.
+    Files and links are opened relative to an fd of the root."""
+    rootb = os.fsencode(root)
+    try:
+        root_fd = os.open(rootb, _DIR_FLAGS)
+    except OSError as exc:
+        raise StoreError(f"{root}: cannot read layer directory: {exc.strerror}") from None
+    try:
+        return _emit_entries(root, root_fd, epoch, sink)
+    finally:
+        os.close(root_fd)
+
+
+def _emit_entries(
+    root: Path, root_fd: int, epoch: int, sink: Callable[[bytes | memoryview], object]
+) -> int:
     where = str(root)
-    entries = _scan(root)
+    entries = _scan(root, root_fd)
     entries.sort(key=lambda e: e[0])
     total = 0
     first_link: dict[tuple[int, int], bytes] = {}
@@ -148,12 +196,13 @@ def _emit(root: Path, epoch: int, sink: Callable[[bytes | memoryview], object]) 
             size = st.st_size
             head = entry_header(name, mode, uid, gid, size, mtime, b"0", b"", xattrs)
             total += len(head) + size + (-size % BLOCK)
-            _emit_file(path, size, head, buf, sink, where, name)
+            _emit_file(path, root_fd, size, head, buf, sink, where, name)
             continue
         if kind == _DIR:
             chunk = entry_header(name, mode, uid, gid, 0, mtime, b"5", b"", xattrs)
         elif kind == _SYMLINK:
-            chunk = entry_header(name, mode, uid, gid, 0, mtime, b"2", os.readlink(path), xattrs)
+            target = os.readlink(path, dir_fd=root_fd)
+            chunk = entry_header(name, mode, uid, gid, 0, mtime, b"2", target, xattrs)
         elif kind == _FIFO:
             chunk = entry_header(name, mode, uid, gid, 0, mtime, b"6", b"", xattrs)
         else:  # _WHITEOUT, _OPAQUE: canonical empty marker files
@@ -168,6 +217,7 @@ def _emit(root: Path, epoch: int, sink: Callable[[bytes | memoryview], object]) 
 
 def _emit_file(
     path: bytes,
+    root_fd: int,
     size: int,
     head: bytes,
     buf: bytearray,
@@ -180,7 +230,11 @@ def _emit_file(
     def changed() -> StoreError:
         return StoreError(f"{where}: {os.fsdecode(name)}: file changed while being read")
 
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd)
+    except OSError as exc:
+        shown = os.fsdecode(name)[:200]
+        raise StoreError(f"{where}: {shown}: cannot read: {exc.strerror}") from None
     try:
         pad = b"\0" * (-size % BLOCK)
         if size < CHUNK:  # one read, one sink call

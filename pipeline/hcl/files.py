@@ -9,6 +9,7 @@ cache present). Only :func:`parse_file` reads a file.
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 from pathlib import Path
 from typing import Protocol
@@ -63,8 +64,8 @@ def parse_file(path: Path, display: str | None = None, cache: ParseCache | None 
     faster than lark); a miss parses and stores. An unreadable entry counts as a miss.
     The cache holds pickles, so it must be as trusted as the spec files themselves.
     """
-    text = path.read_text(encoding="utf-8")
     shown = display or str(path)
+    text = read_text(path, shown)
     if cache is None:
         return parse(text, shown)
     digest = hashlib.sha256()
@@ -83,6 +84,24 @@ def parse_file(path: Path, display: str | None = None, cache: ParseCache | None 
     parsed = parse(text, shown)
     cache.put(key, pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL))
     return parsed
+
+
+def read_text(path: Path, shown: str) -> str:
+    """A spec file's text: at most ``Limits.spec_bytes`` read, UTF-8 (a BOM dropped);
+    SpecError located at ``shown`` for an unreadable, oversized or non-UTF-8 file."""
+    from pipeline.errors import Location, SpecError
+    from pipeline.hcl import guard
+    from pipeline.limits import current
+
+    limits = current()
+    try:
+        with path.open("rb") as f:
+            data = f.read(limits.spec_bytes + 1)
+            size = max(len(data), os.fstat(f.fileno()).st_size)
+    except OSError as exc:
+        raise SpecError(Location(shown), f"cannot read: {exc.strerror}") from None
+    guard.check_size(size if len(data) > limits.spec_bytes else len(data), shown, limits)
+    return guard.decode(data, shown)
 
 
 def parse_expression(text: str, path: str = "<expr>") -> Expr:

@@ -14,6 +14,7 @@ from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from pipeline.errors import Location, SpecError
+from pipeline.hcl import guard
 from pipeline.hcl.numbers import parse_decimal
 from pipeline.hcl.strings import (
     Directive,
@@ -46,13 +47,19 @@ from pipeline.hcl.values import (
     Unary,
     Variable,
 )
+from pipeline.limits import Limits, current, over
 
 
-def parse(text: str, path: str) -> File:
+def parse(text: str, path: str, limits: Limits | None = None) -> File:
     """Parse HCL text. ``path`` is what locations show. Raises SpecError on bad syntax,
-    on a duplicate attribute in one body, and on interpolation in a block label."""
+    on a duplicate attribute in one body, on interpolation in a block label, and on
+    text over a limit (``limits``, default :func:`pipeline.limits.current`; see
+    :mod:`pipeline.hcl.guard`): size, string length, nesting depth, block count."""
+    limits = limits or current()
+    guard.check_text(text, path, limits)
     text, strips = mark_strips(blank_block_comments(text))
     tree = _parse_tree(text, path, _NO_SHIFT)
+    _check_tree(tree, path, limits)
     conv = _Converter(path, _NO_SHIFT, strips)
     body = next(c for c in tree.children if isinstance(c, Tree) and c.data == "body")
     return File(path, conv.body(body, None))
@@ -61,8 +68,11 @@ def parse(text: str, path: str) -> File:
 def parse_expression(text: str, path: str = "<expr>") -> Expr:
     """Parse one expression (``1 + var.x``); for tests and command-line values."""
     shift = _Shift(col_first=-4)
+    limits = current()
+    guard.check_text(text, path, limits)
     text, strips = mark_strips(blank_block_comments(text))
     tree = _parse_tree(f"_ = {text}", path, shift)
+    _check_tree(tree, path, limits)
     conv = _Converter(path, shift, strips)
     body = next(c for c in tree.children if isinstance(c, Tree) and c.data == "body")
     attr = next(c for c in body.children if isinstance(c, Tree) and c.data == "attribute")
@@ -139,6 +149,38 @@ def _line_end(text: str, line: int, col: int) -> tuple[int, int]:
     if 1 <= line <= len(lines):
         return line, len(lines[line - 1]) + 1
     return line, col
+
+
+def _check_tree(tree: Tree[Token], path: str, limits: Limits) -> None:
+    """Refuse a syntax tree deeper than ``Limits.spec_depth`` or with more blocks than
+    ``Limits.spec_blocks`` (located at the first node over the limit). Iterative: the
+    converter and evaluator recurse, so depth is bounded before they run."""
+    stack: list[tuple[Tree[Token], int]] = [(tree, 1)]
+    blocks = 0
+    while stack:
+        node, depth = stack.pop()
+        if depth > limits.spec_depth:
+            raise SpecError(
+                _tree_loc(node, path),
+                "nested too deeply (blocks, brackets and operators); "
+                + over("spec_depth", limits.spec_depth, "levels"),
+            )
+        if node.data == "block":
+            blocks += 1
+            if blocks > limits.spec_blocks:
+                raise SpecError(
+                    _tree_loc(node, path),
+                    f"more than {limits.spec_blocks:,} blocks in one file; "
+                    + over("spec_blocks", limits.spec_blocks, "blocks"),
+                )
+        kids = [c for c in node.children if isinstance(c, Tree)]
+        stack.extend((c, depth + 1) for c in reversed(kids))  # source order
+
+
+def _tree_loc(node: Tree[Token], path: str) -> Location:
+    if not node.meta.empty:
+        return Location(path, node.meta.line, node.meta.column)
+    return Location(path)
 
 
 _CLOSERS = {"EQ": '"="', "COMMA": '","', "RBRACE": '"}"', "RSQB": '"]"', "RPAR": '")"'}

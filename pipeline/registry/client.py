@@ -317,7 +317,7 @@ class RegistryClient(Session):
         media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
         try:
             value = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise self.error(f"manifest {reference}: not JSON", repository, actual) from None
         if not isinstance(value, Mapping):
             raise self.error(f"manifest {reference}: not a JSON object", repository, actual)

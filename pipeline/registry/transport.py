@@ -37,6 +37,7 @@ from pipeline.registry.reference import (
     CHUNK,
     DEFAULT_REGISTRY,
     DOCKER_HUB_API,
+    MAX_MANIFEST,
     USER_AGENT,
     RegistryAuthError,
     RegistryError,
@@ -46,6 +47,37 @@ from pipeline.registry.retry import RETRY_STATUS, Backoff, Body, RetryPolicy, re
 
 # ---------------------------------------------------------------------------------------
 # the client
+
+# A non-streamed response (manifest, token, error document) is read into memory: at
+# most this many bytes of it, within this many seconds; a longer body is cut there
+# (callers refuse a manifest over MAX_MANIFEST), a slower one is a broken connection.
+MAX_BODY = MAX_MANIFEST + 1
+BODY_SECONDS = 300.0
+
+
+def _read_capped(resp: httpx.Response, request: httpx.Request) -> httpx.Response:
+    """``resp`` with its body read, but no more than MAX_BODY bytes of it and for no
+    longer than BODY_SECONDS; the returned response is complete and closed."""
+    deadline = time.monotonic() + BODY_SECONDS
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in resp.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= MAX_BODY:
+                break
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout(f"body not received within {BODY_SECONDS:.0f} s")
+    finally:
+        resp.close()
+    data = b"".join(chunks)[:MAX_BODY]
+    dropped = ("content-encoding", "content-length", "transfer-encoding")
+    headers = [(k, v) for k, v in resp.headers.multi_items() if k.lower() not in dropped]
+    return httpx.Response(
+        resp.status_code, headers=headers, content=data, request=request, extensions=resp.extensions
+    )
+
 
 Response = httpx.Response
 """The response type :class:`Session` methods return (for annotations elsewhere)."""
@@ -381,7 +413,7 @@ class Session:
                 )
             if not stream:
                 try:
-                    resp.read()
+                    resp = _read_capped(resp, request)
                 except httpx.HTTPError as exc:
                     resp.close()
                     if backoff.next():

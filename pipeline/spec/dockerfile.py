@@ -19,10 +19,9 @@ Known differences from Docker, by design or for now:
   variable to the empty string; likewise an ARG that the base image's config
   has as ENV still reaches ``Run.env`` (Docker would let that ENV win; an ENV set in
   this Dockerfile, in this stage or a stage it builds on, does win here too);
-* ignore files use gitignore syntax (see ``pipeline.context``);
-* heredocs, secret/bind/ssh/tmpfs mounts, ADD of URLs or archives, COPY from an
-  image that is neither a stage nor a named context, ``--parents``/``--exclude`` are
-  refused with a message.
+* ignore files use gitignore syntax (``pipeline.fs.patterns``); heredocs, secret,
+  bind, ssh and tmpfs mounts, ADD of URLs or archives, COPY from an image that is
+  neither a stage nor a named context, ``--parents``/``--exclude`` are refused.
 """
 
 from __future__ import annotations
@@ -42,6 +41,8 @@ from dockerfile_parse import DockerfileParser
 
 from pipeline.errors import Location, SpecError, UnsafePathError, did_you_mean
 from pipeline.fs.context import ContextError, check_sources, looks_like_archive, read_ignore, select
+from pipeline.limits import current as current_limits
+from pipeline.limits import over
 from pipeline.model import (
     BaseRef,
     Copy,
@@ -60,6 +61,7 @@ from pipeline.spec.dockercontexts import NamedContext, context_copy, context_ima
 from pipeline.spec.dockerwords import (
     NAME_CHARS,
     NAME_START,
+    escape_char,
     expand,
     json_array,
     key_values,
@@ -89,8 +91,6 @@ _STAGE_NAME = re.compile(r"^[a-z][a-z0-9._-]*$")
 _HEREDOC = re.compile(r"^\d*<<-?[^<]+$")
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|git@)")
 _OCTAL = re.compile(r"^[0-7]{3,4}$")
-_ESCAPE_DIRECTIVE = re.compile(r"^\s*#\s*escape\s*=\s*(\\|`)\s*$", re.I)
-_SYNTAX_DIRECTIVE = re.compile(r"^\s*#\s*syntax\s*=", re.I)
 
 
 # ---------------------------------------------------------------------------
@@ -532,17 +532,6 @@ class _Loader:
         raise self.error(ins, f"COPY --from={ref}: no such stage", hint=did_you_mean(ref, names))
 
 
-def _escape_char(text: str) -> str:
-    """The escape character set by a leading ``# escape=`` directive (default ``\\``)."""
-    for line in text.splitlines():
-        m = _ESCAPE_DIRECTIVE.match(line)
-        if m:
-            return m.group(1)
-        if not _SYNTAX_DIRECTIVE.match(line):
-            break
-    return "\\"
-
-
 def load_dockerfile(
     path: Path,
     app_id: str,
@@ -571,14 +560,25 @@ def load_dockerfile(
     a missing Dockerfile) and names the app block.
     """
     block = f'app "{app_id.split(".", 1)[-1]}"'
+    limit = current_limits().spec_bytes
     try:
-        data = inline.encode() if inline is not None else path.read_bytes()
+        if inline is not None:
+            data = inline.encode()
+        else:
+            with path.open("rb") as f:
+                data = f.read(limit + 1)
     except FileNotFoundError:
         raise SpecError(loc, f'Dockerfile "{path}" not found', block=block) from None
     except IsADirectoryError:
         raise SpecError(loc, f'Dockerfile "{path}" is a directory', block=block) from None
     except OSError as exc:
         raise SpecError(loc, f'Dockerfile "{path}": {exc.strerror}', block=block) from None
+    if len(data) > limit:
+        raise SpecError(
+            Location(str(path)),
+            f"larger than {limit:,} bytes; " + over("spec_bytes", limit),
+            block=block,
+        )
     data = data.removeprefix(b"\xef\xbb\xbf")
     try:
         text = data.decode("utf-8")
@@ -595,6 +595,6 @@ def load_dockerfile(
     if not instrs:
         raise SpecError(Location(str(path)), "empty Dockerfile (no instructions)", block=block)
     instrs = up_to_stage(instrs, target, loc, block) if target is not None else instrs
-    images = _Loader(path, app_id, context, build_args, _escape_char(text), contexts).load(instrs)
+    images = _Loader(path, app_id, context, build_args, escape_char(text), contexts).load(instrs)
     last = images[-1]
     return (*images[:-1], ImageDef(last.id, last.base, last.steps, tuple(tags), True, last.loc))

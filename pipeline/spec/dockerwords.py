@@ -261,3 +261,18 @@ def key_values(text: str, escape: str, env: Mapping[str, str], what: str) -> Pai
             raise ValueError(f'{what}: empty name in "{w}"')
         pairs.append((key, sub(v)))
     return tuple(pairs)
+
+
+ESCAPE_DIRECTIVE = re.compile(r"^\s*#\s*escape\s*=\s*(\\|`)\s*$", re.I)
+SYNTAX_DIRECTIVE = re.compile(r"^\s*#\s*syntax\s*=", re.I)
+
+
+def escape_char(text: str) -> str:
+    """The escape character set by a leading ``# escape=`` directive (default ``\\``)."""
+    for line in text.splitlines():
+        m = ESCAPE_DIRECTIVE.match(line)
+        if m:
+            return m.group(1)
+        if not SYNTAX_DIRECTIVE.match(line):
+            break
+    return "\\"

@@ -8,6 +8,7 @@ variables, locals, typed attributes), :mod:`.blocks` (images and steps) and here
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from pipeline.hcl.values import (
     Namespace,
     Scope,
 )
+from pipeline.limits import current as current_limits
+from pipeline.limits import over
 from pipeline.model import (
     Copy,
     Fleet,
@@ -104,6 +107,14 @@ class Loader(BlockLoader):
             if not matrix:
                 raise SpecError(matrix_attr.loc, 'attribute "matrix": no keys')
             keys = sorted(matrix)
+            count = math.prod(len(matrix[k]) for k in keys)
+            limit = current_limits().spec_blocks
+            if count > limit:
+                raise SpecError(
+                    matrix_attr.loc,
+                    f'attribute "matrix": makes {count:,} apps; '
+                    + over("spec_blocks", limit, "blocks"),
+                )
             made: list[tuple[str, Mapping[str, str]]] = []
             seen: set[str] = set()
             for combo in itertools.product(*(matrix[k] for k in keys)):
