@@ -440,9 +440,12 @@ def test_a_worker_killed_mid_step_loses_only_that_step(
     assert killed.lookup(slow_key) is None
     assert list((workers.store(victim) / "tmp").iterdir()) == []
     killed.close()
-    # nothing half-pushed: no upload session left open, every entry's blobs whole
+    # nothing half-pushed is visible: every entry's blobs are whole. A push the dead worker
+    # had in flight can leave its upload session open (a SIGKILL gives it no chance to
+    # cancel; the registry expires such sessions); at most one per thread of that worker.
     uploads = registry.root / "data/docker/registry/v2/repositories/kill/cache/_uploads"
-    assert not uploads.exists() or list(uploads.iterdir()) == []
+    left = list(uploads.iterdir()) if uploads.exists() else []
+    assert len(left) <= 2, left  # start_worker gives each worker 2 threads
     _check_entries(registry, "kill/cache", {n["key"] for n in report["nodes"]})
 
 
