@@ -232,13 +232,16 @@ class Store(BuildRecords):
             except sqlite3.Error as exc:
                 raise storedb.translate(exc, self.index_path, self._wait) from None
 
-    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` under the store's lock: all of it or,
+        on any exception, none of it (rolled back). sqlite errors become StoreError."""
         self._writable()
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    cur = self._db.execute(sql, args)
+                    yield self._db
                     self._db.execute("COMMIT")
                 except BaseException:
                     with contextlib.suppress(sqlite3.Error):
@@ -246,23 +249,16 @@ class Store(BuildRecords):
                     raise
             except sqlite3.Error as exc:
                 raise storedb.translate(exc, self.index_path, self._wait) from None
-            return cur.lastrowid or 0
+
+    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        with self._transaction() as db:
+            cur = db.execute(sql, args)
+        return cur.lastrowid or 0
 
     def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """``sql`` once per row, all in one transaction."""
-        self._writable()
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    self._db.executemany(sql, rows)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise storedb.translate(exc, self.index_path, self._wait) from None
+        with self._transaction() as db:
+            db.executemany(sql, rows)
 
     # -- staging and locks ---------------------------------------------------------
 
