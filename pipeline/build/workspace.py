@@ -148,8 +148,62 @@ class Workspace:
     def fleet(self) -> Fleet:
         return self.load_fleet()
 
-    def select(self, names: Sequence[str]) -> list[str]:
-        """Fleet names (groups, ids, app or image names) -> ImageDef ids, in order."""
+    def load_for(self, names: Sequence[str]) -> Fleet | None:
+        """The part of the fleet that ``names`` reach: only the spec files (and blocks)
+        their graph needs, chosen with the spec index kept in the store's cache (see
+        :mod:`pipeline.spec.index`); None when the index cannot decide or the partial
+        load fails (the caller loads the whole directory, with its error messages)."""
+        import hashlib
+
+        from pipeline.errors import SpecError
+        from pipeline.hcl.files import parse_file_part
+        from pipeline.hcl.values import Attribute, Block, File
+        from pipeline.spec import index as spec_index
+        from pipeline.spec.loader import load_selected
+
+        if self.specs is None or not self.specs.is_dir():
+            return None
+        store = self.store
+        cache = _ParseCache(store)
+        where = f"{os.path.abspath(self.specs)}\0{self.specs}"
+        key = hashlib.sha256(where.encode()).hexdigest()
+        old = spec_index.decode(store.cache_get("spec-index", key))
+        try:
+            index, parsed = spec_index.refresh(self.specs, old, cache)
+        except SpecError:
+            return None
+        if index != old:
+            store.cache_put("spec-index", key, spec_index.encode(index))
+        found = spec_index.closure(index, names)
+        if found is None:
+            return None
+        paths, only = found
+
+        def keep(item: Attribute | Block) -> bool:
+            if not isinstance(item, Block) or item.type not in spec_index.BLOCK_KINDS:
+                return True
+            return len(item.labels) != 1 or (item.type, item.labels[0]) in only
+
+        try:
+            files = [
+                File(p, tuple(i for i in parsed[p].body if keep(i)))
+                if p in parsed
+                else parse_file_part(Path(p), p, cache, keep)
+                for p in paths
+            ]
+            return load_selected(files, only, self.overrides, self.environ)
+        except SpecError:
+            return None
+
+    def select(self, names: Sequence[str], partial: bool = False) -> list[str]:
+        """Fleet names (groups, ids, app or image names) -> ImageDef ids, in order.
+        With ``partial`` (and no fleet loaded yet) the workspace's fleet becomes the
+        part of the specs those names reach (:meth:`load_for`): a later ``compile``
+        or ``ensure_registry_bases`` sees only that part."""
+        if partial and "fleet" not in vars(self):
+            found = self.load_for(names)
+            if found is not None:
+                vars(self)["fleet"] = found
         fleet = self.fleet
         out: list[str] = []
         for name in names:
@@ -176,7 +230,7 @@ class Workspace:
         from pipeline.fs.contexthash import ContextHasher, digest_of
 
         store = self.store
-        hasher = ContextHasher(store.root / "context-cache.json")
+        hasher = ContextHasher(shard_dir=store.root / "context-cache")
 
         def copy_digest(copy: Copy) -> str:
             try:

@@ -86,8 +86,8 @@ def _run_build(
     def pulled(ref: str, digest: str) -> None:
         click.echo(f"pulled {ref} ({digest})", err=True)
 
+    targets = ws.select(names, partial=True) if names else list(ws.fleet.outputs())
     ws.ensure_registry_bases(update, insecure, ca_bundle, on_pull=pulled)
-    targets = ws.select(names) if names else list(ws.fleet.outputs())
     graph = ws.compile(targets)
     options = BuildOptions(
         jobs=jobs or os.cpu_count() or 1,

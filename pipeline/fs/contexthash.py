@@ -77,71 +77,51 @@ class ContextHasher:
 
     RACY_WINDOW_NS = 2_000_000_000
 
-    def __init__(self, cache_file: Path | None = None, *, racy_window_ns: int | None = None):
+    def __init__(
+        self,
+        cache_file: Path | None = None,
+        *,
+        racy_window_ns: int | None = None,
+        shard_dir: Path | None = None,
+    ):
+        """One cache file (``cache_file``), or with ``shard_dir`` one file per COPY
+        context directory under it, read only when a COPY of that context is hashed
+        and written only when its rows changed (so a one-app build of a 1,000-app
+        fleet reads and writes one app's rows, not the fleet's)."""
         self.cache_file = cache_file
+        self.shard_dir = shard_dir
         self.racy_window_ns = self.RACY_WINDOW_NS if racy_window_ns is None else racy_window_ns
         self.files_hashed = 0
         self.files_cached = 0
         self.bytes_hashed = 0
-        self._cache: dict[str, tuple[int, int, int, int, str]] = self._load()
-        self._dirty = False
+        self._shards: dict[Path, dict[str, tuple[int, int, int, int, str]]] = {}
+        self._dirty_shards: set[Path] = set()
+        self._current: Path | None = cache_file
+        self._cache: dict[str, tuple[int, int, int, int, str]] = {}
+        if cache_file is not None and shard_dir is None:
+            self._cache = self._shards[cache_file] = _load_cache(cache_file)
 
-    def _load(self) -> dict[str, tuple[int, int, int, int, str]]:
-        """The saved cache, or an empty one when the file is missing, corrupt or of
-        another format version."""
-        if self.cache_file is None:
-            return {}
-        try:
-            data = json.loads(self.cache_file.read_text(encoding="utf-8"))
-            if data.get("format") != CACHE_FORMAT or data.get("version") != CACHE_VERSION:
-                return {}
-            out: dict[str, tuple[int, int, int, int, str]] = {}
-            for path, row in data["files"].items():
-                size, mtime, ino, ctime, digest = row
-                if not all(type(v) is int for v in (size, mtime, ino, ctime)):
-                    return {}
-                if not isinstance(digest, str) or not isinstance(path, str):
-                    return {}
-                out[path] = (size, mtime, ino, ctime, digest)
-            return out
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
-            return {}
+    @property
+    def _dirty(self) -> bool:
+        return bool(self._dirty_shards)
+
+    def _use_shard(self, context: Path) -> None:
+        """Point the cache at the shard of ``context`` (loading it on first use)."""
+        if self.shard_dir is None:
+            return
+        name = hashlib.sha256(fs_bytes(os.path.abspath(context))).hexdigest()[:32]
+        path = self.shard_dir / f"{name}.json"
+        if path not in self._shards:
+            self._shards[path] = _load_cache(path)
+        self._current = path
+        self._cache = self._shards[path]
 
     def save(self) -> None:
-        """Write the cache (if it changed) atomically: temp file in the same
+        """Write the cache files that changed atomically: temp file in the same
         directory, fsync, rename, fsync of the directory. No-op without a cache file."""
-        if self.cache_file is None or not self._dirty:
-            return
-        directory = self.cache_file.parent
-        body = {
-            "format": CACHE_FORMAT,
-            "version": CACHE_VERSION,
-            "files": {p: list(v) for p, v in sorted(self._cache.items())},
-        }
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(
-                dir=directory, prefix=f".{self.cache_file.name}.", suffix=".tmp"
-            )
-        except OSError:
-            return  # a read-only store: the cache only saves time, so go without it
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(body, f, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.cache_file)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        with contextlib.suppress(OSError):
-            dfd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        self._dirty = False
+        for path in sorted(self._dirty_shards):
+            _save_cache(path, self._shards[path])
+        self._dirty_shards.clear()
 
     def digest(self, context: Path, sources: Sequence[str], ignore: Sequence[str]) -> str:
         """``sha256:<hex>`` of what ``COPY <sources>`` takes from ``context``.
@@ -159,6 +139,7 @@ class ContextHasher:
     ) -> tuple[FileDigest, ...]:
         """What ``digest`` covers, one row per path of the destination layout (sorted
         by ``rel``): no file contents, only their digests. Raises as ``select`` does."""
+        self._use_shard(context)
         return manifest_of(select(context, sources, ignore), self.file_digest)
 
     def file_digest(self, entry: Entry) -> str:
@@ -199,8 +180,61 @@ class ContextHasher:
         settled = newest < time.time_ns() - self.racy_window_ns
         if fingerprint == stat_key_of(before) and size == after.st_size and settled:
             self._cache[key] = (*fingerprint, digest)
-            self._dirty = True
+            if self._current is not None:
+                self._dirty_shards.add(self._current)
         return digest
+
+
+def _load_cache(path: Path) -> dict[str, tuple[int, int, int, int, str]]:
+    """A saved cache file, or an empty cache when it is missing, corrupt or of another
+    format version."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != CACHE_FORMAT or data.get("version") != CACHE_VERSION:
+            return {}
+        out: dict[str, tuple[int, int, int, int, str]] = {}
+        for name, row in data["files"].items():
+            size, mtime, ino, ctime, digest = row
+            if not all(type(v) is int for v in (size, mtime, ino, ctime)):
+                return {}
+            if not isinstance(digest, str) or not isinstance(name, str):
+                return {}
+            out[name] = (size, mtime, ino, ctime, digest)
+        return out
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def _save_cache(path: Path, rows: dict[str, tuple[int, int, int, int, str]]) -> None:
+    """Write one cache file atomically; a read-only store goes without (the cache
+    only saves time)."""
+    directory = path.parent
+    body = {
+        "format": CACHE_FORMAT,
+        "version": CACHE_VERSION,
+        "files": {p: list(v) for p, v in sorted(rows.items())},
+    }
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(body, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from pipeline.hcl.values import Expr, File
+from pipeline.errors import Location
+from pipeline.hcl.values import Attribute, Block, Expr, File, Literal
+
+_NOWHERE = Location("")
 
 # --------------------------------------------------------------------------- parsing
 
@@ -84,6 +88,60 @@ def parse_file(path: Path, display: str | None = None, cache: ParseCache | None 
     parsed = parse(text, shown)
     cache.put(key, pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL))
     return parsed
+
+
+def parse_file_part(
+    path: Path,
+    display: str,
+    cache: ParseCache,
+    keep: Callable[[Attribute | Block], bool],
+) -> File:
+    """``parse_file`` keeping only the top-level items ``keep`` accepts (it sees a
+    stand-in with the item's type and labels only, never its body).
+
+    The cache holds each top-level item as its own pickle, beside its type and
+    labels, so the items not kept are never unpickled: loading one app out of a file
+    of 100 costs about one app. A miss parses the whole file and stores the parts.
+    """
+    text = read_text(path, display)
+    digest = hashlib.sha256()
+    for part in (str(PARSE_FORMAT), "parts", _hcl2_version(), display, text):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    key = digest.hexdigest()
+    parts: list[tuple[str, tuple[str, ...], bytes]] | None = None
+    data = cache.get(key)
+    if data is not None:
+        try:
+            loaded = pickle.loads(data)
+            if isinstance(loaded, list):
+                parts = loaded
+        except Exception:
+            parts = None
+    if parts is None:
+        parsed = parse(text, display)
+        parts = [
+            (
+                item.type if isinstance(item, Block) else "",
+                item.labels if isinstance(item, Block) else (item.name,),
+                pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL),
+            )
+            for item in parsed.body
+        ]
+        cache.put(key, pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL))
+    body: list[Attribute | Block] = []
+    for kind, labels, blob in parts:
+        stand_in: Attribute | Block
+        if kind:
+            stand_in = Block(kind, tuple(labels), (), _NOWHERE)
+        else:
+            stand_in = Attribute(labels[0], Literal(_NOWHERE, None), _NOWHERE)
+        if keep(stand_in):
+            item = pickle.loads(blob)
+            if not isinstance(item, Attribute | Block):
+                raise TypeError(f"{display}: a cached part is not a block")
+            body.append(item)
+    return File(display, tuple(body))
 
 
 def read_text(path: Path, shown: str) -> str:

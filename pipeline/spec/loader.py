@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from pipeline.errors import Location, SpecError, did_you_mean
 from pipeline.hcl.files import ParseCache, parse_file
 from pipeline.hcl.values import (
     BlockRef,
+    File,
     Namespace,
     Scope,
 )
@@ -53,6 +54,16 @@ class Loader(BlockLoader):
 
     # ---- top level
 
+    # blocks to evaluate (kind, name); None: all (see :func:`load_selected`)
+    only: set[tuple[str, str]] | None = None
+
+    def wanted(self, kind: str) -> list[Decl]:
+        """The blocks of ``kind`` this load evaluates."""
+        decls = self.of_kind(kind)
+        if self.only is None:
+            return decls
+        return [d for d in decls if (kind, d.name) in self.only]
+
     def load(self) -> Fleet:
         for file in self.files:
             self.collect(file)
@@ -66,14 +77,14 @@ class Loader(BlockLoader):
         }
         for name, (attr, _) in self.locals.items():
             self.local(name, attr.loc)  # every local is checked, used or not
-        for decl in self.of_kind("app"):
+        for decl in self.wanted("app"):
             self.expand_matrix(decl)
         self.scope["app"] = Namespace.blocks("app", {*self.app_names, *self.matrix_apps})
         images: dict[str, ImageDef] = {}
-        for decl in self.of_kind("image"):
+        for decl in self.wanted("image"):
             image = self.image(decl)
             images[image.id] = image
-        for decl in self.of_kind("app"):
+        for decl in self.wanted("app"):
             for image in self.apps(decl):
                 if image.id in images:
                     raise SpecError(
@@ -81,7 +92,7 @@ class Loader(BlockLoader):
                     )  # pragma: no cover - names are checked earlier
                 images[image.id] = image
         self.check_references(images)
-        groups = {d.name: self.group(d, ()) for d in self.of_kind("group")}
+        groups = {d.name: self.group(d, ()) for d in self.wanted("group")}
         return Fleet(
             images=dict(sorted(images.items())),
             groups=dict(sorted(groups.items())),
@@ -458,3 +469,18 @@ def load_fleet(
     if is_bake(files):  # target blocks: read with bake's rules (see spec.bakeproject)
         return load_bake_specs(files, dict(overrides or {}), dict(environ or {}))
     return Loader(files, dict(overrides or {}), dict(environ or {})).load()
+
+
+def load_selected(
+    files: Sequence[File],
+    only: set[tuple[str, str]],
+    overrides: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Fleet:
+    """A fleet of the blocks ``only`` (kind, name) out of the parsed ``files``: the
+    rest of those files is collected (names, duplicates) but not evaluated. The caller
+    chose ``files`` and ``only`` with :mod:`pipeline.spec.index`, and loads the whole
+    directory instead when this raises SpecError (a reference the index missed)."""
+    loader = Loader(list(files), dict(overrides or {}), dict(environ or {}))
+    loader.only = only
+    return loader.load()
