@@ -80,13 +80,17 @@ def _walk(node: object, refs: set[tuple[str, str]], strings: set[str]) -> None:
             if isinstance(item.value, str):
                 strings.add(item.value)
         elif dataclasses.is_dataclass(item) and not isinstance(item, type):
-            if isinstance(item, GetAttr) and isinstance(item.target, Variable):
-                if item.target.name in BLOCK_KINDS:
-                    refs.add((item.target.name, item.name))
+            if isinstance(item, GetAttr):
+                _traversal(item, refs)
             for f in dataclasses.fields(item):
                 value = getattr(item, f.name)
                 if not isinstance(value, str | int | float | bool | None) and f.name not in _SKIP:
                     stack.append(value)
+
+
+def _traversal(item: GetAttr, refs: set[tuple[str, str]]) -> None:
+    if isinstance(item.target, Variable) and item.target.name in BLOCK_KINDS:
+        refs.add((item.target.name, item.name))
 
 
 _SKIP = frozenset({"loc", "name_loc", "labels"})
