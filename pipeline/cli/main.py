@@ -14,23 +14,65 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
-import time
-import traceback
 from pathlib import Path
 from types import FrameType
 
 import click
 
-from pipeline.cli import bake, ci, container, fleet, images, maintenance, remote
-from pipeline.cli.common import Ctx
+from pipeline import __version__
 from pipeline.errors import BuildFailed, PipelineError, escape
 
 EX_SOFTWARE = 70
 _STORE: list[Path] = []  # the store of this invocation, once known
 
+# command name -> "module:attribute" under pipeline.cli; a command's module (and what it
+# imports) is loaded only when that command runs, so `pipeline images` never imports the
+# build machinery and `pipeline --version` imports no command at all
+COMMANDS = {
+    "validate": "fleet:validate",
+    "plan": "fleet:plan",
+    "build-all": "fleet:build_all",
+    "build": "fleet:build",
+    "images": "images:images",
+    "history": "images:history",
+    "inspect": "images:inspect",
+    "export": "images:export",
+    "import": "images:import_",
+    "du": "images:du",
+    "prune": "images:prune",
+    "bootstrap": "images:bootstrap",
+    "run": "container:run_",
+    "push": "remote:push",
+    "pull": "remote:pull",
+    "why": "ci:why",
+    "affected": "ci:affected",
+    "verify": "ci:verify",
+    "bench": "ci:bench",
+    "report": "ci:report_",
+    "bake": "bake:bake",
+    "fsck": "maintenance:fsck",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use (see ``COMMANDS``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return self.commands.get(cmd_name)
+        import importlib
+
+        module, _, attr = COMMANDS[cmd_name].partition(":")
+        command = getattr(importlib.import_module(f"pipeline.cli.{module}"), attr)
+        assert isinstance(command, click.Command)
+        self.add_command(command, cmd_name)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--store",
     type=click.Path(path_type=Path, readable=False),
@@ -38,41 +80,15 @@ _STORE: list[Path] = []  # the store of this invocation, once known
     default=None,
     help="Store directory (default: $PIPELINE_STORE or ~/.cache/pipeline).",
 )
-@click.version_option(package_name="pipeline")
+@click.version_option(__version__, prog_name="pipeline")
 @click.pass_context
 def main(ctx: click.Context, store: Path | None) -> None:
     """Build a fleet of container images from declarative HCL specs, without a daemon."""
+    from pipeline.cli.common import Ctx
     from pipeline.store import default_store_path
 
     ctx.obj = Ctx(store or default_store_path())
     _STORE[:] = [ctx.obj.store_path]
-
-
-for command in (
-    fleet.validate,
-    fleet.plan,
-    fleet.build_all,
-    fleet.build,
-    images.images,
-    images.history,
-    images.inspect,
-    images.export,
-    images.import_,
-    images.du,
-    images.prune,
-    images.bootstrap,
-    container.run_,
-    remote.push,
-    remote.pull,
-    ci.why,
-    ci.affected,
-    ci.verify,
-    ci.bench,
-    ci.report_,
-    bake.bake,
-    maintenance.fsck,
-):
-    main.add_command(command)
 
 
 class Terminated(BaseException):
@@ -101,6 +117,10 @@ def _say(text: str) -> None:
 def _log_internal(exc: BaseException) -> str:
     """Write the traceback to a new file under <store>/logs (else the temp dir);
     the file's path, or why none could be written."""
+    import tempfile
+    import time
+    import traceback
+
     text = "".join(traceback.format_exception(exc))
     name = f"internal-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
     dirs: list[Path] = []
