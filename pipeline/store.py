@@ -451,9 +451,14 @@ class Store(BuildRecords):
     # -- names (tags and app ids) ----------------------------------------------------
 
     def tag(self, name: str, manifest_digest: str) -> None:
-        """Point ``name`` at a stored manifest (which must exist). No write when it
-        points there already."""
-        self.get_blob(manifest_digest)
+        """Point ``name`` at a stored manifest (which must exist; StoreError if it is
+        missing). No write when it points there already. The manifest is not read
+        again (``fsck`` checks blobs against their digests)."""
+        if not is_digest(manifest_digest):
+            raise StoreError(f"{self.root}: not a digest: {manifest_digest!r}")
+        path = self.blob_path(manifest_digest)
+        if not path.is_file():
+            raise StoreError(f"{path}: blob {manifest_digest} is missing from the store")
         if self._query("SELECT 1 FROM images WHERE name=? AND manifest=?", (name, manifest_digest)):
             return
         self._write(

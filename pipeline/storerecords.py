@@ -122,6 +122,21 @@ class BuildRecords:
             (build_id, key, label, apps, outcome, seconds, diff_id),
         )
 
+    def record_nodes(
+        self,
+        build_id: int,
+        rows: Iterable[tuple[str, str, str, str, float, str | None]],
+    ) -> None:
+        """``record_node`` for many nodes of one build (key, label, apps, outcome,
+        seconds, diff_id), in one transaction."""
+        batch = [(build_id, *row) for row in rows]
+        if batch:
+            self._write_many(
+                "INSERT INTO build_nodes(build, key, label, apps, outcome, seconds, diff_id)"
+                " VALUES (?,?,?,?,?,?,?)",
+                batch,
+            )
+
     def builds(self, limit: int = 50) -> list[BuildRecord]:
         """The ``limit`` most recent build records, oldest first."""
         rows = self._query(

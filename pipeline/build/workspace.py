@@ -337,11 +337,10 @@ class Workspace:
         store.end_build(
             build_id, "failed" if result.failures else "ok", build_totals(graph, result)
         )
-        for key, node_result in result.nodes.items():
-            node = graph.node(key)
-            if node.kind != "base":
-                store.record_node(
-                    build_id,
+        store.record_nodes(  # one transaction for the build's nodes
+            build_id,
+            (
+                (
                     key,
                     node.label,
                     ",".join(sorted(graph.apps_of(key))),
@@ -349,6 +348,10 @@ class Workspace:
                     node_result.seconds,
                     node_result.layers[-1] if node_result.layers else None,
                 )
+                for key, node_result in result.nodes.items()
+                if (node := graph.node(key)).kind != "base"
+            ),
+        )
         self.keep_key_inputs(graph, result.nodes)
         return result
 

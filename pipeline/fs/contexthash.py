@@ -72,7 +72,7 @@ class ContextHasher:
     (digests served from the cache) and ``bytes_hashed``.
 
     Not thread-safe; use one hasher per thread. ``save()`` is atomic (temp file,
-    fsync, rename), so concurrent processes each leave a whole cache file.
+    rename), so concurrent processes each leave a whole cache file.
     """
 
     RACY_WINDOW_NS = 2_000_000_000
@@ -117,8 +117,8 @@ class ContextHasher:
         self._cache = self._shards[path]
 
     def save(self) -> None:
-        """Write the cache files that changed atomically: temp file in the same
-        directory, fsync, rename, fsync of the directory. No-op without a cache file."""
+        """Write the cache files that changed, each atomically (temp file in the same
+        directory, rename). No-op without a cache file."""
         for path in sorted(self._dirty_shards):
             _save_cache(path, self._shards[path])
         self._dirty_shards.clear()
@@ -206,8 +206,10 @@ def _load_cache(path: Path) -> dict[str, tuple[int, int, int, int, str]]:
 
 
 def _save_cache(path: Path, rows: dict[str, tuple[int, int, int, int, str]]) -> None:
-    """Write one cache file atomically; a read-only store goes without (the cache
-    only saves time)."""
+    """Write one cache file atomically (temp file, rename); a read-only store goes
+    without. Not fsynced: the cache only saves time, and what a crash can leave (the
+    old file, or a torn one that reads as empty) is never a wrong answer, since a row
+    is used only while the file's whole stat fingerprint matches it."""
     directory = path.parent
     body = {
         "format": CACHE_FORMAT,
@@ -222,19 +224,11 @@ def _save_cache(path: Path, rows: dict[str, tuple[int, int, int, int, str]]) -> 
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(body, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    with contextlib.suppress(OSError):
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 @dataclass(frozen=True)
