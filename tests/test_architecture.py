@@ -26,6 +26,7 @@ HOMES = {
     "plotly": ("pipeline.htmlreport.plots",),
     "dask": ("pipeline.build.cluster",),
     "distributed": ("pipeline.build.cluster",),
+    "watchfiles": ("pipeline.build.watch",),
 }
 
 

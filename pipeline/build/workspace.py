@@ -106,6 +106,22 @@ class Workspace:
         # what each compiled COPY took from its context (for the key inputs kept per node)
         self.copy_manifests: dict[Copy, tuple[FileDigest, ...]] = {}
 
+    def again(self, reload_specs: bool = False) -> Workspace:
+        """A workspace for the next build of a watch: the same settings and the same
+        open store; the fleet already loaded too, unless ``reload_specs``."""
+        ws = Workspace(
+            self.store_path,
+            specs=self.specs,
+            overrides=self.overrides,
+            environ=self.environ,
+            on_note=None,
+        )
+        if "store" in vars(self):
+            vars(ws)["store"] = self.store
+        if not reload_specs and "fleet" in vars(self):
+            vars(ws)["fleet"] = self.fleet
+        return ws
+
     # -- the store and settings --------------------------------------------------------
 
     @cached_property

@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipeline.cli.common import build_options, cluster_options, spec_options, workspace
+
+if TYPE_CHECKING:
+    from pipeline.build.executor import BuildResult
+    from pipeline.build.workspace import Workspace
+    from pipeline.graph import BuildGraph
 
 
 @click.command()
@@ -67,6 +72,7 @@ def _run_build(
     insecure: bool = False,
     update: bool = False,
     cluster: str | None = None,
+    watch: bool = False,
 ) -> None:
     from pipeline import report
     from pipeline.build.executor import BuildOptions
@@ -80,29 +86,75 @@ def _run_build(
         from pipeline.build.cluster import ClusterOptions, parse_cluster
 
         on_cluster = ClusterOptions(parse_cluster(cluster), jobs, insecure, verbose)
-    ws = workspace(ctx, specs, sets)
-    ca_bundle = ws.ca_bundle(ca_bundle)
 
     def pulled(ref: str, digest: str) -> None:
         click.echo(f"pulled {ref} ({digest})", err=True)
 
-    targets = ws.select(names, partial=True) if names else list(ws.fleet.outputs())
-    ws.ensure_registry_bases(update, insecure, ca_bundle, on_pull=pulled)
-    graph = ws.compile(targets)
-    options = BuildOptions(
-        jobs=jobs or os.cpu_count() or 1,
-        epoch=ws.epoch,
-        ca_bundle=ca_bundle,
-        **ws.remote_caches(cache_from, cache_to, insecure, ca_bundle),
-    )
-    reporter = report.make_reporter(progress, verbose, sys.stderr)
-    result = ws.build(graph, targets, options, reporter, " ".join(sys.argv[1:]), on_cluster)
-    click.echo(report.summary_text(graph, result))
-    if json_report is not None:
-        data = json.dumps(report.build_json(graph, result), indent=2) + "\n"
-        place(json_report, lambda tmp: tmp.write_text(data), directory=False, replaceable=_report)
+    def once(ws: Workspace) -> tuple[BuildGraph, BuildResult]:
+        """One build in ``ws`` (its fleet loaded on first use, kept after)."""
+        ca = ws.ca_bundle(ca_bundle)
+        targets = ws.select(names, partial=True) if names else list(ws.fleet.outputs())
+        ws.ensure_registry_bases(update, insecure, ca, on_pull=pulled)
+        graph = ws.compile(targets)
+        options = BuildOptions(
+            jobs=jobs or os.cpu_count() or 1,
+            epoch=ws.epoch,
+            ca_bundle=ca,
+            **ws.remote_caches(cache_from, cache_to, insecure, ca),
+        )
+        reporter = report.make_reporter(progress, verbose, sys.stderr)
+        result = ws.build(graph, targets, options, reporter, " ".join(sys.argv[1:]), on_cluster)
+        click.echo(report.summary_text(graph, result))
+        if json_report is not None:
+            data = json.dumps(report.build_json(graph, result), indent=2) + "\n"
+            place(
+                json_report, lambda tmp: tmp.write_text(data), directory=False, replaceable=_report
+            )
+        return graph, result
+
+    ws = workspace(ctx, specs, sets)
+    graph, result = once(ws)
+    if watch:
+        watch_builds(specs, ws, graph, once)
     if result.failures:
         raise BuildFailed(result.failures)
+
+
+def watch_builds(
+    specs: Path,
+    ws: Workspace,
+    graph: BuildGraph,
+    once: Callable[[Workspace], tuple[BuildGraph, BuildResult]],
+    on_result: Callable[[BuildResult], None] | None = None,
+) -> None:
+    """``--watch``: rebuild on every change to the inputs of ``graph`` until Ctrl-C
+    (see :mod:`pipeline.build.watch`); a failed rebuild is reported and watched on."""
+    import time
+
+    from pipeline.build.watch import Watcher, inputs_of, spec_changed
+    from pipeline.errors import PipelineError, escape
+
+    with Watcher() as watcher:
+        inputs = inputs_of(ws.fleet, graph, specs)
+        while True:
+            watcher.watch(inputs)
+            click.echo(f"watching {len(inputs.flat) + len(inputs.trees)} directories", err=True)
+            changed = watcher.changes()
+            started = time.monotonic()
+            ws = ws.again(reload_specs=spec_changed(inputs, changed))
+            try:
+                graph, result = once(ws)
+            except PipelineError as exc:
+                click.echo(escape(str(exc)), err=True)
+                continue
+            for failure in result.failures:
+                click.echo(escape(str(failure)), err=True)
+            seconds = time.monotonic() - started
+            for image in result.images.values():
+                click.echo(f"watch: {image.id} {image.manifest} ({seconds:.3f} s)")
+            if on_result is not None:
+                on_result(result)
+            inputs = inputs_of(ws.fleet, graph, specs)
 
 
 def _report(path: Path) -> bool:
@@ -129,6 +181,11 @@ def build_all(ctx: click.Context, /, specs: Path, sets: Sequence[str], **opts: A
 @spec_options
 @build_options
 @cluster_options
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="After the build, rebuild whenever an input (spec, Dockerfile, COPY context) changes.",
+)
 @click.pass_context
 def build(
     ctx: click.Context, /, names: Sequence[str], specs: Path, sets: Sequence[str], **opts: Any
