@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import signal
+import subprocess
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,3 +170,55 @@ def _drain(q: queue.Queue[set[Path]]) -> Iterator[set[Path]]:
 
 def spec_changed(inputs: Inputs, paths: Iterable[Path]) -> bool:
     return any(inputs.is_spec_change(p) for p in paths)
+
+
+class Restarter:
+    """``run --watch``'s container: ``run(on_start)`` (a blocking sandbox run that
+    hands its process to ``on_start``) on a thread, stopped with SIGTERM (SIGKILL after
+    ``grace`` seconds) and started again on a new image."""
+
+    def __init__(
+        self, run: Callable[[Callable[[subprocess.Popen[bytes]], None]], int], grace: float = 5.0
+    ) -> None:
+        self._run = run
+        self.grace = grace
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self.codes: list[int] = []  # exit statuses of the runs that ended
+
+    def start(self) -> None:
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._body, name="pipeline-run", daemon=True)
+        self._thread.start()
+        self._started.wait(30)
+
+    def _body(self) -> None:
+        def started(proc: subprocess.Popen[bytes]) -> None:
+            self._proc = proc
+            self._started.set()
+
+        try:
+            self.codes.append(self._run(started))
+        finally:
+            self._proc = None
+            self._started.set()
+
+    def stop(self) -> None:
+        """Stop the running container (if any) and wait until it is cleaned up."""
+        thread, proc = self._thread, self._proc
+        if thread is None:
+            return
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGTERM)
+            thread.join(self.grace)
+            if thread.is_alive() and proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    proc.kill()
+        thread.join()
+        self._thread = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

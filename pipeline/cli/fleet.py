@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -14,6 +15,7 @@ import click
 from pipeline.cli.common import build_options, cluster_options, spec_options, workspace
 
 if TYPE_CHECKING:
+    from pipeline.build.cluster import ClusterOptions
     from pipeline.build.executor import BuildResult
     from pipeline.build.workspace import Workspace
     from pipeline.graph import BuildGraph
@@ -74,9 +76,7 @@ def _run_build(
     cluster: str | None = None,
     watch: bool = False,
 ) -> None:
-    from pipeline import report
-    from pipeline.build.executor import BuildOptions
-    from pipeline.build.outputs import check, place
+    from pipeline.build.outputs import check
     from pipeline.errors import BuildFailed
 
     if json_report is not None:  # refuse before building, not after
@@ -86,12 +86,41 @@ def _run_build(
         from pipeline.build.cluster import ClusterOptions, parse_cluster
 
         on_cluster = ClusterOptions(parse_cluster(cluster), jobs, insecure, verbose)
+    once = builder(
+        names, jobs, progress, verbose, json_report, ca_bundle, cache_from, cache_to, insecure
+    )
+    once_on = functools.partial(once, update=update, cluster=on_cluster)
+    ws = workspace(ctx, specs, sets)
+    graph, result = once_on(ws)
+    if watch:
+        watch_builds(specs, ws, graph, once_on)
+    if result.failures:
+        raise BuildFailed(result.failures)
+
+
+def builder(
+    names: Sequence[str] | None,
+    jobs: int | None = None,
+    progress: str = "auto",
+    verbose: bool = False,
+    json_report: Path | None = None,
+    ca_bundle: Path | None = None,
+    cache_from: str | None = None,
+    cache_to: str | None = None,
+    insecure: bool = False,
+) -> Callable[..., tuple[BuildGraph, BuildResult]]:
+    """A function that builds ``names`` (default: build-all's outputs) in a workspace
+    and prints the summary: what ``build`` runs once and ``--watch`` runs again."""
+    from pipeline import report
+    from pipeline.build.executor import BuildOptions
+    from pipeline.build.outputs import place
 
     def pulled(ref: str, digest: str) -> None:
         click.echo(f"pulled {ref} ({digest})", err=True)
 
-    def once(ws: Workspace) -> tuple[BuildGraph, BuildResult]:
-        """One build in ``ws`` (its fleet loaded on first use, kept after)."""
+    def once(
+        ws: Workspace, update: bool = False, cluster: ClusterOptions | None = None
+    ) -> tuple[BuildGraph, BuildResult]:
         ca = ws.ca_bundle(ca_bundle)
         targets = ws.select(names, partial=True) if names else list(ws.fleet.outputs())
         ws.ensure_registry_bases(update, insecure, ca, on_pull=pulled)
@@ -103,7 +132,7 @@ def _run_build(
             **ws.remote_caches(cache_from, cache_to, insecure, ca),
         )
         reporter = report.make_reporter(progress, verbose, sys.stderr)
-        result = ws.build(graph, targets, options, reporter, " ".join(sys.argv[1:]), on_cluster)
+        result = ws.build(graph, targets, options, reporter, " ".join(sys.argv[1:]), cluster)
         click.echo(report.summary_text(graph, result))
         if json_report is not None:
             data = json.dumps(report.build_json(graph, result), indent=2) + "\n"
@@ -112,19 +141,14 @@ def _run_build(
             )
         return graph, result
 
-    ws = workspace(ctx, specs, sets)
-    graph, result = once(ws)
-    if watch:
-        watch_builds(specs, ws, graph, once)
-    if result.failures:
-        raise BuildFailed(result.failures)
+    return once
 
 
 def watch_builds(
     specs: Path,
     ws: Workspace,
     graph: BuildGraph,
-    once: Callable[[Workspace], tuple[BuildGraph, BuildResult]],
+    once: Callable[..., tuple[BuildGraph, BuildResult]],
     on_result: Callable[[BuildResult], None] | None = None,
 ) -> None:
     """``--watch``: rebuild on every change to the inputs of ``graph`` until Ctrl-C

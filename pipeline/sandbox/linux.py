@@ -314,6 +314,7 @@ def run_interactive(
     spec: RunSpec,
     *,
     forward_signals: bool = True,
+    on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
 ) -> int:
     """Run ``spec`` in the same sandbox as :func:`run_step`, attached to the caller's
     stdin/stdout/stderr (for ``pipeline run``); returns its exit code.
@@ -324,9 +325,12 @@ def run_interactive(
     handlers are restored afterwards. Use ``network="default"`` for a server the host can
     reach. When it returns, nothing is mounted anywhere; ``upper`` holds whatever the
     command wrote (the caller throws it away), cleaned of placeholders as in ``run_step``.
+    ``on_start`` hears the started process (signal it to stop the run).
     """
     with _Sandbox(lowerdirs, upper, work, spec) as box:
         proc = box.start(stdin=None, stdout=None, stderr=None)
+        if on_start is not None:  # e.g. ``run --watch``, to stop it on a new image
+            on_start(proc)
         previous: dict[int, Any] = {}
 
         def forward(signum: int, _frame: object) -> None:
