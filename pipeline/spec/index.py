@@ -62,7 +62,7 @@ def index_file(parsed: File, stat: Sequence[int]) -> FileEntry:
         _walk(item, refs, strings)
         name = item.labels[0] if isinstance(item, Block) and len(item.labels) == 1 else ""
         kind = item.type if isinstance(item, Block) else "attribute"
-        blocks.append([kind, name, sorted(refs), sorted(strings)])
+        blocks.append([kind, name, [list(r) for r in sorted(refs)], sorted(strings)])
     return {"stat": list(stat), "global": is_global, "blocks": blocks}
 
 
