@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-
-import pathspec
+from typing import Any
 
 from pipeline.errors import SpecError
 
@@ -22,7 +21,11 @@ class _Ignore:
     """Compiled ignore patterns, matched against context-relative posix paths."""
 
     def __init__(self, patterns: tuple[str, ...]) -> None:
-        self.spec = pathspec.PathSpec.from_lines(_pattern_factory(), patterns)
+        self.spec: Any = None
+        if patterns:  # pathspec (about 30 modules) is loaded only for real patterns
+            import pathspec
+
+            self.spec = pathspec.PathSpec.from_lines(_pattern_factory(), patterns)
         self.has_negation = any(p.startswith("!") for p in patterns)
         self.empty = not patterns
 
@@ -35,6 +38,8 @@ class _Ignore:
 def _pattern_factory() -> str:
     """pathspec's gitignore pattern name: ``gitignore`` (1.x), else the older
     ``gitwildmatch`` (deprecated in 1.x, same syntax)."""
+    import pathspec
+
     try:
         pathspec.util.lookup_pattern("gitignore")
     except KeyError:  # pragma: no cover - pathspec < 1.0

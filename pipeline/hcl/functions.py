@@ -15,7 +15,8 @@ modules imported at the bottom, plus ``startswith``, ``endswith``, ``tostring``,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -68,7 +69,34 @@ class Function:
         return None if self.var_param is not None else len(self.params)
 
 
-FUNCTIONS: dict[str, Function] = {}
+_REGISTRY: dict[str, Function] = {}
+
+
+class _Functions(Mapping[str, Function]):
+    """The standard library by name. The families (``fn_*`` modules: dates, encodings,
+    regexes...) register themselves when they are imported, which happens on the first
+    look-up, so evaluating specs that call no function never loads them."""
+
+    def _table(self) -> dict[str, Function]:
+        if not _LOADED:
+            with _LOAD_LOCK:  # another thread may be loading them: wait for it
+                if not _LOADED:
+                    _load_families()
+        return _REGISTRY
+
+    def __getitem__(self, name: str) -> Function:
+        return self._table()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+FUNCTIONS: Mapping[str, Function] = _Functions()
+_LOADED: list[bool] = []
+_LOAD_LOCK = threading.Lock()
 
 
 def fn(
@@ -81,7 +109,7 @@ def fn(
     """Register the decorated implementation as the function ``name``."""
 
     def register(impl: Impl) -> Impl:
-        FUNCTIONS[name] = Function(tuple(params), impl, var, volatile, False, description)
+        _REGISTRY[name] = Function(tuple(params), impl, var, volatile, False, description)
         return impl
 
     return register
@@ -173,17 +201,21 @@ def string_list(items: list[str]) -> V:
     return cty.list_of(STRING, [cty.string(s) for s in items])
 
 
-# The families register themselves on import.
-from pipeline.hcl import (  # noqa: E402
-    fn_collections,
-    fn_dates,
-    fn_encoding,
-    fn_format,
-    fn_misc,
-    fn_numbers,
-    fn_regex,
-    fn_strings,
-)
+def _load_families() -> None:
+    """Import the families, which register themselves (see :class:`_Functions`)."""
+    from pipeline.hcl import (  # noqa: F401
+        fn_collections,
+        fn_dates,
+        fn_encoding,
+        fn_format,
+        fn_misc,
+        fn_numbers,
+        fn_regex,
+        fn_strings,
+    )
+
+    _LOADED.append(True)
+
 
 __all__ = [
     "FUNCTIONS",
@@ -193,12 +225,4 @@ __all__ = [
     "Param",
     "call",
     "fn",
-    "fn_collections",
-    "fn_dates",
-    "fn_encoding",
-    "fn_format",
-    "fn_misc",
-    "fn_numbers",
-    "fn_regex",
-    "fn_strings",
 ]
