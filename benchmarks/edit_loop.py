@@ -219,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         "build_all": {},
     }
     bk: BuildKitTool | None = None
+    # as .ci/setup does: bytecode for every module, also where PYTHONDONTWRITEBYTECODE is set
+    package = Path(__file__).resolve().parent.parent / "pipeline"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
     try:
         base_tar = prepare_base(work)
         result["startup"] = startup(work, base_tar, args.startup_runs)
@@ -352,7 +355,8 @@ def markdown(result: dict[str, Any]) -> str:
         f" {result['loadavg_end'][0]:.2f} at the end. Medians; A/B pairs where two tools"
         " are compared.",
         "",
-        "| edit loop: one file of one app edited, that app rebuilt | pipeline build APP | docker build (BuildKit) |",
+        "| edit loop: one file of one app edited, that app rebuilt"
+        " | pipeline build APP | docker build (BuildKit) |",
         "| --- | ---: | ---: |",
     ]
     for n, e in sorted(s["edit"].items(), key=lambda kv: int(kv[0])):
@@ -360,8 +364,9 @@ def markdown(result: dict[str, Any]) -> str:
     if "watch_median" in s:
         lines += [
             "",
-            f"`build APP --watch`, file written to image committed: median {s['watch_median'] * 1000:.1f} ms"
-            f" of {len(result['watch'])} edits (min {min(result['watch']) * 1000:.1f}, max {max(result['watch']) * 1000:.1f}).",
+            "`build APP --watch`, file written to image committed: median"
+            f" {s['watch_median'] * 1000:.1f} ms of {len(result['watch'])} edits"
+            f" (min {min(result['watch']) * 1000:.1f}, max {max(result['watch']) * 1000:.1f}).",
         ]
     lines += [
         "",
@@ -371,20 +376,23 @@ def markdown(result: dict[str, Any]) -> str:
     for n, b in sorted(s["build_all"].items(), key=lambda kv: int(kv[0])):
         lines.append(
             f"| {n} apps | {_s(b['cold'])} | {_s(b['noop'])} | {_s(b['change'])} |"
-            f" {b['cold_peak_rss_mib']:.0f} / {b['noop_peak_rss_mib']:.0f} / {b['plan_peak_rss_mib']:.0f} MiB |"
+            f" {b['cold_peak_rss_mib']:.0f} / {b['noop_peak_rss_mib']:.0f}"
+            f" / {b['plan_peak_rss_mib']:.0f} MiB |"
         )
     if "cold_floor" in s:
         cf = s["cold_floor"]
         lines += [
             "",
-            f"Cold build-all vs the critical-path floor: pipeline {_s(cf['pipeline'])}, floor {_s(cf['floor'])}.",
+            f"Cold build-all vs the critical-path floor: pipeline {_s(cf['pipeline'])},"
+            f" floor {_s(cf['floor'])}.",
         ]
     st = s.get("startup", {})
     if st:
         lines += [
             "",
             f"Start-up: `pipeline --version` {_s(st.get('version'))} (console script),"
-            f" {_s(st.get('version_module'))} (`python -m pipeline`); `pipeline plan` on a one-app fleet {_s(st.get('plan'))}.",
+            f" {_s(st.get('version_module'))} (`python -m pipeline`); `pipeline plan` on a"
+            f" one-app fleet {_s(st.get('plan'))}.",
         ]
     lines += ["", "| done when | limit | measured | |", "| --- | ---: | ---: | --- |"]
     for what, limit, value in checks(result):

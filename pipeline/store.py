@@ -139,6 +139,8 @@ class Store(BuildRecords):
         self.readonly = storedb.readonly(self.root)
         self.journal = Journal(self.root / storedb.JOURNAL)
         self._builds: dict[int, tuple[int, Path]] = {}  # build id -> (lock fd, lock file)
+        self._layer_sizes: dict[str, int] = {}  # diff_id -> tar size (never changes)
+        self._blob_dir = self.root / "blobs" / "sha256"
         self.notes: tuple[str, ...] = ()
         if not self.readonly:
             try:
@@ -191,7 +193,7 @@ class Store(BuildRecords):
         return self.layers_dir / hex_of(diff_id)
 
     def blob_path(self, digest: str) -> Path:
-        return self.root / "blobs" / "sha256" / hex_of(digest)
+        return self._blob_dir / hex_of(digest)
 
     def cache_mount_dir(self, mount_id: str) -> Path:
         """The persistent dir for a build-time cache mount (created on demand)."""
@@ -384,10 +386,16 @@ class Store(BuildRecords):
         )
 
     def layer_size(self, diff_id: str) -> int:
+        """The tar size of a stored layer (remembered per Store object: a diff_id's
+        size never changes; every image of a build-all asks for its base layers)."""
+        known = self._layer_sizes.get(diff_id)
+        if known is not None:
+            return known
         rows = self._query("SELECT size FROM layers WHERE diff_id=?", (diff_id,))
         if not rows:
             raise StoreError(f"{self.root}: layer {diff_id} is not in the store")
-        return int(rows[0][0])
+        self._layer_sizes[diff_id] = size = int(rows[0][0])
+        return size
 
     def commit_layer(self, staged: Path, diff_id: str, size: int, epoch: int | None = None) -> bool:
         """Move a finished layer dir into layers/ under its diff_id. Atomic (one rename)

@@ -240,7 +240,8 @@ class _Resolver:
         return found
 
     def ctx_rel(self, real: Path) -> str:
-        return "" if real == self.root else real.relative_to(self.root).as_posix()
+        # str() of a Path is cached; Path.__eq__ would build case-folded parts each time
+        return "" if str(real) == str(self.root) else real.relative_to(self.root).as_posix()
 
 
 def stat_key_of(st: os.stat_result) -> StatKey:

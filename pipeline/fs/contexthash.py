@@ -59,6 +59,11 @@ def digest_entries(entries: Sequence[Entry], file_digest: Callable[[Entry], str]
     return digest_of(manifest_of(entries, file_digest))
 
 
+# contexts share this many cache files: a one-app build reads and writes about 1/SHARDS
+# of a fleet's rows, a build-all opens at most SHARDS files
+SHARDS = 64
+
+
 class ContextHasher:
     """Content digests of COPY selections, with a persistent stat cache.
 
@@ -84,10 +89,11 @@ class ContextHasher:
         racy_window_ns: int | None = None,
         shard_dir: Path | None = None,
     ):
-        """One cache file (``cache_file``), or with ``shard_dir`` one file per COPY
-        context directory under it, read only when a COPY of that context is hashed
-        and written only when its rows changed (so a one-app build of a 1,000-app
-        fleet reads and writes one app's rows, not the fleet's)."""
+        """One cache file (``cache_file``), or with ``shard_dir`` the rows of each COPY
+        context in one of ``SHARDS`` files under it (by a hash of the context's path),
+        read only when a COPY of that context is hashed and written only when its rows
+        changed (so a one-app build of a 1,000-app fleet reads and writes about 1/64 of
+        the fleet's rows, not all of them)."""
         self.cache_file = cache_file
         self.shard_dir = shard_dir
         self.racy_window_ns = self.RACY_WINDOW_NS if racy_window_ns is None else racy_window_ns
@@ -109,8 +115,8 @@ class ContextHasher:
         """Point the cache at the shard of ``context`` (loading it on first use)."""
         if self.shard_dir is None:
             return
-        name = hashlib.sha256(fs_bytes(os.path.abspath(context))).hexdigest()[:32]
-        path = self.shard_dir / f"{name}.json"
+        digest = hashlib.sha256(fs_bytes(os.path.abspath(context))).digest()
+        path = self.shard_dir / f"{digest[0] % SHARDS:02x}.json"
         if path not in self._shards:
             self._shards[path] = _load_cache(path)
         self._current = path
