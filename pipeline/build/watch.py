@@ -5,8 +5,9 @@ restart the running container on a new image. The one home of ``watchfiles``
 What is watched (:func:`inputs_of`): the specs directory and the directory of every
 Dockerfile the target's images come from, without their subdirectories, and every COPY
 context the target's graph reads, with them. A change to a spec file (``*.hcl``, the
-lock file, a Dockerfile) reloads the specs; a change anywhere else only re-hashes the
-contexts, on the fleet already loaded (the store stays open between builds).
+lock file, a Dockerfile, an ignore file) reloads the specs; a change anywhere else only
+re-hashes the contexts, on the fleet already loaded (the store stays open between
+builds).
 
 Contracts: a build that fails (a spec error, a failed step) is reported by the caller
 and the watch goes on with the inputs it had; events that arrive while a build runs
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.fs.context import IGNORE_FILES
 from pipeline.graph import BuildGraph
 from pipeline.model import Copy, Fleet
 
@@ -42,11 +44,11 @@ class Inputs:
     trees: tuple[Path, ...]
 
     def is_spec_change(self, path: Path) -> bool:
-        """Whether a change to ``path`` means the specs must be loaded again (it is
-        directly inside a watched flat directory and not inside a context)."""
-        if any(path == t or t in path.parents for t in self.trees):
-            return False
-        return path.parent in self.flat
+        """Whether a change to ``path`` means the specs must be loaded again: it is
+        directly inside a watched flat directory (spec files, the lock file,
+        Dockerfiles; a context's own files there too, which costs a reload only), or
+        it is an ignore file, which the loader reads."""
+        return path.parent in self.flat or path.name in IGNORE_FILES
 
 
 def inputs_of(fleet: Fleet, graph: BuildGraph, specs: Path | None) -> Inputs:
