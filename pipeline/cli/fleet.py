@@ -1,4 +1,5 @@
-"""Fleet commands: ``validate``, ``plan``, ``build-all`` and ``build``."""
+"""Fleet commands: ``validate``, ``plan`` and ``build-all`` (``build`` of fleet names
+runs :func:`run_build` too; see :mod:`pipeline.cli.dockerbuild`)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def plan(ctx: click.Context, specs: Path, sets: Sequence[str], fmt: str) -> None
         click.echo(report.plan_text(graph, volatile))
 
 
-def _run_build(
+def run_build(
     ctx: click.Context,
     specs: Path,
     sets: Sequence[str],
@@ -70,11 +71,10 @@ def _run_build(
 ) -> None:
     from pipeline import report
     from pipeline.build.executor import BuildOptions
-    from pipeline.build.outputs import check, place
     from pipeline.errors import BuildFailed
 
     if json_report is not None:  # refuse before building, not after
-        check(json_report, directory=False, replaceable=_report)
+        check_json_report(json_report)
     on_cluster = None
     if cluster is not None:
         from pipeline.build.cluster import ClusterOptions, parse_cluster
@@ -99,10 +99,25 @@ def _run_build(
     result = ws.build(graph, targets, options, reporter, " ".join(sys.argv[1:]), on_cluster)
     click.echo(report.summary_text(graph, result))
     if json_report is not None:
-        data = json.dumps(report.build_json(graph, result), indent=2) + "\n"
-        place(json_report, lambda tmp: tmp.write_text(data), directory=False, replaceable=_report)
+        write_json_report(json_report, graph, result)
     if result.failures:
         raise BuildFailed(result.failures)
+
+
+def check_json_report(path: Path) -> None:
+    """Refuse a ``--json-report`` path that holds something else (before building)."""
+    from pipeline.build.outputs import check
+
+    check(path, directory=False, replaceable=_report)
+
+
+def write_json_report(path: Path, graph: Any, result: Any) -> None:
+    """Write the build's ``--json-report`` (replacing only an earlier one of ours)."""
+    from pipeline import report
+    from pipeline.build.outputs import place
+
+    data = json.dumps(report.build_json(graph, result), indent=2) + "\n"
+    place(path, lambda tmp: tmp.write_text(data), directory=False, replaceable=_report)
 
 
 def _report(path: Path) -> bool:
@@ -121,17 +136,4 @@ def _report(path: Path) -> bool:
 @click.pass_context
 def build_all(ctx: click.Context, /, specs: Path, sets: Sequence[str], **opts: Any) -> None:
     """Build every app (and every tagged image) of the fleet."""
-    _run_build(ctx, specs, sets, None, **opts)
-
-
-@click.command()
-@click.argument("names", nargs=-1, required=True)
-@spec_options
-@build_options
-@cluster_options
-@click.pass_context
-def build(
-    ctx: click.Context, /, names: Sequence[str], specs: Path, sets: Sequence[str], **opts: Any
-) -> None:
-    """Build the named apps, images or groups."""
-    _run_build(ctx, specs, sets, names, **opts)
+    run_build(ctx, specs, sets, None, **opts)

@@ -22,7 +22,7 @@ from types import FrameType
 
 import click
 
-from pipeline.cli import bake, ci, container, fleet, images, maintenance, remote
+from pipeline.cli import bake, ci, container, dockerbuild, fleet, images, maintenance, remote
 from pipeline.cli.common import Ctx
 from pipeline.errors import BuildFailed, PipelineError, escape
 
@@ -52,7 +52,7 @@ for command in (
     fleet.validate,
     fleet.plan,
     fleet.build_all,
-    fleet.build,
+    dockerbuild.build,
     images.images,
     images.history,
     images.inspect,

@@ -45,7 +45,8 @@ def push(
     ca_bundle: Path | None,
 ) -> None:
     """Push apps to a registry: every tag of each app (tags name their registry, e.g.
-    registry.example.com:5000/team/web:1.2), or one app to --to."""
+    registry.example.com:5000/team/web:1.2), or one app to --to. A stored name such
+    as user/image[:tag] (from `pipeline build -t`) is pushed to itself, as docker does."""
     from pipeline.build.push import BlobPusher, push_image
     from pipeline.registry.reference import Reference
     from pipeline.report import human_bytes
@@ -69,6 +70,11 @@ def push(
             ref = Reference.parse(to)
             if ref.digest:
                 raise UsageError(f"push --to {to}: give a tag, not a digest")
+            plan.append((name, [ref.with_tag(ref.tag or "latest")]))
+            continue
+        if name in named and not name.startswith(("app.", "image.")) and "@" not in name:
+            # a name like user/image[:tag] is pushed to itself, as docker push does
+            ref = Reference.parse(name)
             plan.append((name, [ref.with_tag(ref.tag or "latest")]))
             continue
         tags = ws.public_tags(name)
