@@ -77,7 +77,7 @@ def normal_tag(text: str) -> str:
     try:
         ref = Reference.parse(text)
     except UsageError as exc:
-        raise UsageError(f"-t {text}: {exc}") from None
+        raise UsageError(f"-t {exc}") from None
     if ref.digest is not None:
         raise UsageError(f"-t {text}: give NAME[:TAG], not a digest")
     tail = text.rsplit("/", 1)[-1]

@@ -244,7 +244,7 @@ def _steps_text(store: Any, images: Sequence[Any], graph: Any, result: Any, text
         size = r.size or (store.layer_size(top) if top and store.has_layer(top) else 0)
         results[key] = (r.outcome, r.seconds, size, top)
     rows = step_rows(images, plans, results, text)
-    width = len(f"{len(rows)}/{len(rows)}")
+    width = max(4, len(f"{len(rows)}/{len(rows)}"))
     out = [f"{'STEP':<{width}}  {'RESULT':<7} {'LAYER':<12} {'SIZE':>10} {'TIME':>6}  INSTRUCTION"]
     for row in rows:
         layered = row.outcome in ("built", "cached", "pulled")
