@@ -120,7 +120,7 @@ CASES = [
     Bad("build-all-missing-specs", ("build-all", "--specs", "NOPE"), 2, r"NOPE: no such specs"),
     Bad("build-all-bad-jobs", ("build-all", "-j", "many"), 2, r"'many' is not a valid integer"),
     Bad("build-unknown-app", ("build", "nosuch", "--specs", "SPECS"), 2, r"nosuch: no such app"),
-    Bad("build-no-names", ("build",), 2, r"Missing argument 'NAMES\.\.\.'"),
+    Bad("build-no-names", ("build",), 2, r"Missing argument 'NAME\.\.\.\|CONTEXT'"),
     Bad(
         "epoch-abc",
         ("build-all", "--specs", "SPECS"),

@@ -22,8 +22,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, make_cli
-from tests.test_registry_support import Registry, free_port
-from tests.test_registry_support import registry_fixture  # noqa: F401
+from tests.test_registry_support import (
+    Registry,
+    free_port,
+    registry_fixture,  # noqa: F401
+)
 
 pytestmark = pytest.mark.slow
 
@@ -280,8 +283,10 @@ def test_stdin_build_args_target_no_cache_and_outputs(busybox_tar: Path, tmp_pat
         "FROM base AS final\nCOPY hello.txt /hello.txt\nFROM final AS unused\nRUN false\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "build", "-f", "-", "--build-arg", "WHO=me"]
-        + ["--target", "final", "-t", "multi:1", "-o", "type=local,dest=out", "./ctx"],
+        [
+            *(sys.executable, "-m", "pipeline", "build", "-f", "-", "--build-arg", "WHO=me"),
+            *("--target", "final", "-t", "multi:1", "-o", "type=local,dest=out", "./ctx"),
+        ],
         input=dockerfile,
         cwd=tmp_path,
         env=dict(os.environ, PIPELINE_STORE=str(tmp_path / "store")),

@@ -112,8 +112,8 @@ def context_and_dockerfile(req: ContextRequest, cwd: Path) -> tuple[Path, Path |
 def lower(req: ContextRequest, cwd: Path) -> tuple[Lowered, Path | None]:
     """The one target docker build's arguments describe, and its Dockerfile (None:
     standard input). SpecError for the Dockerfile, UsageError for the arguments."""
-    from pipeline.spec.baketarget import Target, parse_entry
     from pipeline.spec.bakelower import lower_target
+    from pipeline.spec.baketarget import Target, parse_entry
 
     context, dockerfile = context_and_dockerfile(req, cwd)
     name = app_id_for(context).removeprefix("app.")

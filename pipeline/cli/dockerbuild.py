@@ -39,11 +39,37 @@ FLEET_ONLY = {"specs": "--specs", "sets": "--set", "update": "--update", "cluste
 
 def docker_options(fn: Any) -> Any:
     options = [
-        click.option("-t", "--tag", "tags", multiple=True, metavar="NAME[:TAG]", help="Name the image (repeatable)."),
-        click.option("-f", "--file", "file", metavar="DOCKERFILE", help="The Dockerfile (default CONTEXT/Dockerfile; - reads standard input)."),
+        click.option(
+            "-t",
+            "--tag",
+            "tags",
+            multiple=True,
+            metavar="NAME[:TAG]",
+            help="Name the image (repeatable).",
+        ),
+        click.option(
+            "-f",
+            "--file",
+            "file",
+            metavar="DOCKERFILE",
+            help="The Dockerfile (default CONTEXT/Dockerfile; - reads standard input).",
+        ),
         click.option("--target", metavar="STAGE", help="Build this stage of the Dockerfile."),
-        click.option("--build-arg", "build_args", multiple=True, metavar="NAME=VALUE", help="Set a build argument (repeatable)."),
-        click.option("-o", "--output", "outputs", multiple=True, metavar="type=...,dest=...", help="Also write the image: type=local|tar|oci|docker|registry (as docker buildx)."),
+        click.option(
+            "--build-arg",
+            "build_args",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="Set a build argument (repeatable).",
+        ),
+        click.option(
+            "-o",
+            "--output",
+            "outputs",
+            multiple=True,
+            metavar="type=...,dest=...",
+            help="Also write the image: type=local|tar|oci|docker|registry (as docker buildx).",
+        ),
         click.option("--no-cache", is_flag=True, help="Build every step again."),
         click.option(
             "--pull",
@@ -51,10 +77,16 @@ def docker_options(fn: Any) -> Any:
             is_flag=False,
             flag_value="always",
             default=None,
-            help="Bases: missing (default: the store first, then the registry), always (pull registry bases again), never.",
+            help="Bases: missing (default: the store first, then the registry), "
+            "always (pull registry bases again), never.",
         ),
         click.option("-q", "--quiet", is_flag=True, help="Print only the image's digest."),
-        click.option("--network", type=click.Choice(["default", "none"]), default=None, help="The network of RUN steps."),
+        click.option(
+            "--network",
+            type=click.Choice(["default", "none"]),
+            default=None,
+            help="The network of RUN steps.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -202,9 +234,7 @@ def _pull_bases(
             registries.close()
 
 
-def _write_outputs(
-    ws: Any, low: Any, cwd: Path, insecure: bool, ca_bundle: Path | None
-) -> None:
+def _write_outputs(ws: Any, low: Any, cwd: Path, insecure: bool, ca_bundle: Path | None) -> None:
     if not low.exports:
         return
     from pipeline.build.bakeoutputs import write_outputs
@@ -253,5 +283,7 @@ def _steps_text(store: Any, images: Sequence[Any], graph: Any, result: Any, text
         layer = short(row.layer) if layered and row.layer else ""
         instruction = row.text if len(row.text) <= 100 else row.text[:99] + "…"
         step = f"{row.number}/{row.total}"
-        out.append(f"{step:<{width}}  {row.outcome:<7} {layer:<12} {size:>10} {secs:>6}  {instruction}")
+        out.append(
+            f"{step:<{width}}  {row.outcome:<7} {layer:<12} {size:>10} {secs:>6}  {instruction}"
+        )
     return "\n".join(out)

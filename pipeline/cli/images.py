@@ -40,6 +40,8 @@ def history(ctx: click.Context, name: str, no_trunc: bool) -> None:
     ws = workspace(ctx)
     image = ws.image(name)
     users = ws.layer_users(exclude=image.name)
+    # names of this very image (its app id and its tags) are not "other" users
+    itself = {n.removeprefix("app.") for n, d, _ in ws.store.names() if d == image.manifest_digest}
     layers = list(image.layers)
     rows = []
     for h in image.history:
@@ -48,7 +50,7 @@ def history(ctx: click.Context, name: str, no_trunc: bool) -> None:
             rows.append(("<config>", created_by, "0 B", ""))
             continue
         diff_id, size = layers.pop(0) if layers else ("?", 0)
-        sharers = sorted(users.get(diff_id, ()))
+        sharers = sorted(set(users.get(diff_id, ())) - itself)
         shared = ", ".join(sharers[:3]) + (f", +{len(sharers) - 3}" if len(sharers) > 3 else "")
         rows.append((short(diff_id), created_by, human_bytes(size), shared or "-"))
     click.echo(f"{'LAYER':<13} {'SIZE':>10}  {'SHARED WITH':<28} CREATED BY")
