@@ -137,13 +137,19 @@ def notes_flow(base: Base, work: Path, registry: Registry, app_file: tuple[str, 
     timeout = 1500
 
     # step 3 of the notes: build, with every step and its result
-    out = cli("build", ".", "-t", "user/image", "-t", remote, timeout=timeout).stdout
+    # (as the notes write it: the Dockerfile as the argument, its directory the context)
+    out = cli("build", "Dockerfile", "-t", "user/image", "-t", remote, timeout=timeout).stdout
     steps = _steps(out)
     instructions = base.dockerfile.splitlines()
     assert list(steps) == instructions, out
     assert set(steps.values()) <= {"base", "built", "cached", "config"}
     assert "Successfully tagged user/image:latest" in out
     assert f"Successfully tagged {remote}:latest" in out
+
+    # `docker build .`: every step and its result, now all from the cache
+    again = _steps(cli("build", ".").stdout)
+    assert list(again) == instructions
+    assert set(again.values()) == {"base", "cached", "config"}
 
     # run it: it answers HTTP
     assert _serve(store, ctx, "user/image", base.port_env, "/" + app_file[2]) == app_file[3]
@@ -163,6 +169,18 @@ def notes_flow(base: Base, work: Path, registry: Registry, app_file: tuple[str, 
         if instruction.startswith(("RUN", "COPY")):
             assert rows[0].split()[0] != "<config>" and float(size[0]) > 0, rows[0]
     assert len(history) - 1 - (len(instructions) - 1) >= 1  # the base's own rows
+
+    # export by that name, checked by a tool we did not write
+    cli("export", "user/image", "-o", str(work / "image.tar"), "--format", "oci-archive")
+    inspected = subprocess.run(
+        ["skopeo", "inspect", f"oci-archive:{work / 'image.tar'}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert len(json.loads(inspected.stdout)["Layers"]) == len(
+        json.loads(cli("inspect", "user/image").stdout)["layers"]
+    )
 
     # push (the notes' `docker push user_name/image_name`, to a local registry), pull back
     pushed = cli("push", remote).stdout

@@ -28,11 +28,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.errors import UsageError
 from pipeline.model import Fleet, ImageDef
-from pipeline.spec.bakelower import Lowered
-from pipeline.store import Store
+
+if TYPE_CHECKING:
+    from pipeline.spec.bakelower import Lowered
+    from pipeline.store import Store
 
 ID_PREFIX = "app.build:"
 PULL_POLICIES = {

@@ -72,9 +72,10 @@ def registry_options(fn: F) -> F:
 def build_options(fn: F) -> F:
     fn = click.option(
         "--progress",
-        type=click.Choice(["auto", "plain", "rich", "quiet"]),
+        type=click.Choice(["auto", "plain", "rich", "tty", "quiet"]),
         default="auto",
         show_default=True,
+        help="auto: a live view on a terminal, else plain lines (tty is rich, as in docker).",
     )(fn)
     fn = click.option(
         "-j", "--jobs", type=int, default=None, help="Parallel steps (default: CPUs)."

@@ -95,7 +95,7 @@ def run_build(
         ca_bundle=ca_bundle,
         **ws.remote_caches(cache_from, cache_to, insecure, ca_bundle),
     )
-    reporter = report.make_reporter(progress, verbose, sys.stderr)
+    reporter = report.make_reporter("rich" if progress == "tty" else progress, verbose, sys.stderr)
     result = ws.build(graph, targets, options, reporter, " ".join(sys.argv[1:]), on_cluster)
     click.echo(report.summary_text(graph, result))
     if json_report is not None:
