@@ -550,3 +550,158 @@ def test_cluster_option_is_checked_before_building(cli: Cli) -> None:
     proc = cli("build-all", "--cluster", "nowhere", check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("--cluster nowhere: expected local:N")
+
+
+# -- results: pushing from the registry side -----------------------------------------------
+
+
+def test_push_after_a_cluster_build_mounts_every_built_layer_from_the_cache_repository(
+    six_apps: dict[str, Any], workers: Cluster, registry: Registry, tmp_path: Path
+) -> None:
+    """A fresh client gets the six images from the cluster's cache repository, then
+    ``--push`` sends two of them to their tags: each layer the cluster built is mounted
+    from the cache repository (the client has no file of it and sends no byte of it),
+    and the pushed manifests are a local build's. A second run sends no registry
+    request but the ping."""
+    from pipeline.registry.client import Registries
+    from tests.test_registry_support import Proxy
+
+    proxy = Proxy(registry.port).start()
+    try:
+        specs = tmp_path / "specs"
+        shutil.copytree(six_apps["specs"], specs)
+        fleet = specs / "fleet.hcl"
+        text = fleet.read_text()
+        for app in ("svc0", "svc1"):
+            head = f'app "{app}" {{\n'
+            text = text.replace(head, f'{head}  tags = ["{proxy.host}/pushed/{app}:1"]\n')
+        fleet.write_text(text)
+        store = tmp_path / "store"
+        cli = make_cli(store, tmp_path)
+        args = ["--cluster", workers.address, "--cache-to", f"{proxy.host}/six/cache"]
+        before = workers.built()
+        report = build(cli, specs, tmp_path / "r.json", *args, "--push")
+        assert {n["outcome"] for n in report["nodes"]} == {"cached"}
+        assert workers.built() == before
+        local = manifests(six_apps["local"])
+        assert manifests(report) == local
+        # the layers the cluster built: every layer of the images but the base's
+        from pipeline.store import Store
+
+        st = Store(store)
+        chains = {a: [d for d, _ in st.manifest_layers(local[f"app.{a}"])] for a in APPS}
+        st.close()
+        built = {d for chain in chains.values() for d in chain[1:]}
+        assert len(built) == 1 + 3 + len(APPS)
+        base_layers = {p.name for p in (store / "layers").iterdir()}
+        assert len(base_layers) == 1
+        assert not {d.removeprefix("sha256:") for d in built} & base_layers
+        pushed = [(m, p) for m, p in proxy.requests if p.startswith("/v2/pushed/")]
+        mounted = {p.split("mount=")[1].split("&")[0].replace("%3A", ":") for m, p in pushed
+                   if m == "POST" and "mount=" in p}  # fmt: skip
+        sent = {p.split("digest=")[1].split("&")[0].replace("%3A", ":") for m, p in pushed
+                if m == "PUT" and "digest=" in p}  # fmt: skip
+        # the layers of the two pushed images the cluster built: the base step, two
+        # dependency sets, two COPYs
+        layers_of = {d for a in ("svc0", "svc1") for d in chains[a][1:]}
+        assert len(layers_of) == 1 + 2 + 2
+        assert layers_of <= mounted, (layers_of - mounted, pushed)
+        assert not layers_of & sent
+        layer_gets = [p for m, p in proxy.requests
+                      if m == "GET" and "/blobs/" in p and any(d in p for d in built)]  # fmt: skip
+        assert layer_gets == []
+        # what the registry holds under the tags is what a local build makes
+        registries = Registries()
+        try:
+            client = registries.client(registry.host)
+            for app in ("svc0", "svc1"):
+                assert client.manifest_digest(f"pushed/{app}", "1") == local[f"app.{app}"]
+        finally:
+            registries.close()
+        # and it pulls back whole, every layer verified
+        puller = make_cli(tmp_path / "puller", tmp_path)
+        out = puller("pull", f"{registry.host}/pushed/svc0:1").stdout
+        assert local["app.svc0"] in out and "re-keyed" not in out
+        # gzip needs the layers' files: a one-line error, nothing pushed under the tag
+        gz = cli("push", "app.svc1", "--to", f"{registry.host}/gz/svc1:1", "--compress",
+                 "gzip", check=False)  # fmt: skip
+        assert gz.returncode != 0 and "Traceback" not in gz.stderr
+        assert "is not in the store" in gz.stderr and "--compress none" in gz.stderr
+        # a no-op with the client's records of the entries: the ping, nothing else
+        proxy.reset()
+        again = build(cli, specs, tmp_path / "again.json", *args)
+        assert manifests(again) == local and again["totals"]["built"] == 0
+        assert [p for _, p in proxy.requests if p != "/v2/"] == [], proxy.requests
+    finally:
+        proxy.stop()
+
+
+# -- bake on a cluster -----------------------------------------------------------------------
+
+
+def write_bake(root: Path, base: str, registry: Registry, tag: str) -> Path:
+    """Two Dockerfile targets on one shared stage, pushed to tags and cached in the
+    registry."""
+    project = root / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "hello.txt").write_text(f"hello {tag}\n")
+    (project / "Dockerfile").write_text(
+        f"FROM {base} AS common\nRUN mkdir -p /opt && echo {tag} > /opt/common\n"
+        "FROM common AS api\nCOPY src/ /srv/\nRUN wc -l /srv/hello.txt > /opt/api\n"
+        "FROM common AS worker\nRUN echo worker > /opt/worker\n"
+    )
+    cache = f"type=registry,ref={registry.host}/{tag}/cache"
+    (project / "docker-bake.hcl").write_text(
+        'group "default" {\n  targets = ["api", "worker"]\n}\n'
+        + "".join(
+            f'target "{t}" {{\n  target = "{t}"\n'
+            f'  tags = ["{registry.host}/{tag}/{t}:1"]\n  cache-to = ["{cache}"]\n}}\n'
+            for t in ("api", "worker")
+        )
+    )
+    return project
+
+
+def test_bake_builds_on_the_cluster_and_pushes_what_a_local_bake_makes(
+    workers: Cluster, registry: Registry, base_ref: str, tmp_path: Path
+) -> None:
+    from pipeline.registry.client import Registries
+    from pipeline.store import Store
+
+    project = write_bake(tmp_path, base_ref, registry, "bakec")
+    bare = tmp_path / "bare"  # the same project without its cache-to
+    shutil.copytree(project, bare)
+    hcl = bare / "docker-bake.hcl"
+    hcl.write_text("\n".join(ln for ln in hcl.read_text().splitlines() if "cache-to" not in ln))
+    local = make_cli(tmp_path / "local-store", bare)
+    local("bake", "--progress", "plain", timeout=600)
+    names = [f"{registry.host}/bakec/{t}:1" for t in ("api", "worker")]
+    st = Store(tmp_path / "local-store")
+    want = {n: st.resolve(n) for n in names}
+    st.close()
+    assert all(want.values()), want
+    before = workers.built()
+    client = make_cli(tmp_path / "client-store", project)
+    out = client("bake", "--progress", "plain", "--cluster", workers.address, "--push",
+                 timeout=600)  # fmt: skip
+    assert " 0 failed" in out.stdout
+    # the two targets' steps (the shared RUN, the api COPY and RUN, the worker RUN) were
+    # built on the workers, once each
+    built = workers.built() - before
+    assert sum(built.values()) == len(built) == 4, built
+    st = Store(tmp_path / "client-store")
+    got = {n: st.resolve(n) for n in names}
+    st.close()
+    assert got == want
+    registries = Registries()
+    try:
+        reg = registries.client(registry.host)
+        for t in ("api", "worker"):
+            assert reg.manifest_digest(f"bakec/{t}", "1") == want[f"{registry.host}/bakec/{t}:1"]
+    finally:
+        registries.close()
+    # a remote cluster without a cache-to is refused before anything is built
+    refused = make_cli(tmp_path / "bare-store", bare)("bake", "--cluster", workers.address,
+                                                      check=False)  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert "give the targets a cache-to" in refused.stderr

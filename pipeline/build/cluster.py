@@ -5,8 +5,10 @@ The client compiles the fleet as for a local build, then:
 
 1. settles what it can without the cluster: bases from its store, and every node
    whose layer the shared layer store already has (its own store for ``local:N``;
-   the cache repository's entries for a remote cluster, looked up in parallel). A
-   no-op build ends here, without starting or contacting a cluster;
+   the cache repository's entries for a remote cluster: from the client's records of
+   them when every node has one, else looked up in parallel). A no-op build ends
+   here, without starting or contacting a cluster, and (remote, recorded) without a
+   registry request;
 2. for a remote cluster, makes the inputs workers will need present in the cache
    repository: the base layers under the nodes to build, and each build context by
    its content digest (:mod:`pipeline.build.contexts`), each uploaded once;
@@ -19,7 +21,8 @@ The client compiles the fleet as for a local build, then:
 4. reports progress from the workers' events (which worker runs which step) and each
    finished task, and writes each image's config and manifest to its store. For a
    remote cluster no layer bytes come to the client: the images' layers stay in the
-   cache repository.
+   cache repository, and the client records that they are there (so a push mounts
+   them from it).
 
 Placement is Dask's: a task goes to a worker that holds its dependencies' results,
 i.e. the worker that built (and so holds) the parent layer, unless work stealing
@@ -42,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.build import cluster_records as records
 from pipeline.build.cluster_worker import Done, Layer, LayerStore, NodeTask, run_node
 from pipeline.build.executor import (
     DONE,
@@ -155,13 +159,16 @@ def build(
         raise
     finally:
         session.close()
-    if local and cache is not None:
-        entries = [
-            (k, r.layers[-1])
+    if cache is not None:
+        done = [
+            k
             for k, r in results.items()
             if r.outcome in DONE and graph.node(k).kind != "base" and r.layers
         ]
-        cache.publish(entries, store)
+        if local:
+            cache.publish([(k, results[k].layers[-1]) for k in done], store)
+        else:  # the layers are in the cache repository: remember so (a no-op, a push)
+            records.remember(store, _where(cache), {k: chains[k][-1] for k in done})
     failures = tuple(r.failure for r in results.values() if r.failure is not None)
     result = BuildResult(results, images, failures, time.monotonic() - started, tuple(targets))
     rep.end(result)
@@ -232,13 +239,22 @@ def _known_local(store: Store, keys: Sequence[str]) -> dict[str, Layer]:
     return out
 
 
+def _where(cache: Any) -> str:
+    return f"{cache.ref.registry}/{cache.ref.repository}"
+
+
 def _known_remote(store: Store, keys: Sequence[str], options: BuildOptions) -> dict[str, Layer]:
     """The nodes whose cache entries the repository has (uncompressed ones: their tar
-    size is the blob's). A node the client's own store has but the repository lacks is
+    size is the blob's). When the client's records (:mod:`cluster_records`) name an
+    entry for every key, those are the answer and no request is sent; otherwise every
+    key is looked up. A node the client's own store has but the repository lacks is
     published first, so the workers can use it."""
     cache: Any = options.cache_to
     if not keys:
         return {}
+    seen = records.recorded(store, _where(cache), keys)
+    if len(seen) == len(keys):
+        return seen
     with ThreadPoolExecutor(max_workers=8) as pool:
         hits = list(pool.map(lambda k: cache.lookup(k, store), keys))
     out: dict[str, Layer] = {}

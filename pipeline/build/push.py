@@ -7,9 +7,14 @@ blob digest = diff_id and the registry's manifest digest equals the store's; wit
 ``compression="gzip"`` a gzip stream (level 6, no name, mtime 0) is sent instead
 and the manifest is rewritten to point at it. Before uploading, a blob is looked up
 (HEAD) and, when it was pushed earlier to another repository of the same registry,
-mounted from there. Where blobs went is remembered in the store's derived cache
-(``pushed-blobs``; a miss only costs an upload). Config before manifest, manifest
-last, so a tag never names a manifest whose blobs are missing.
+mounted from there. Where blobs are is remembered in the store's derived cache
+(``pushed-blobs``: where they were pushed, and where a remote cluster build left the
+layers it built; a miss only costs an upload). An image built on a remote cluster
+has no layer files in the store: its layers are mounted from the cluster's cache
+repository and never pass through this machine; if that cannot be done (another
+registry, gzip) the push fails with a one-line StoreError before its manifest.
+Config before manifest, manifest last, so a tag never names a manifest whose blobs
+are missing.
 """
 
 from __future__ import annotations
@@ -109,22 +114,13 @@ class BlobPusher:
     def _known_repos(self, digest: str) -> set[str]:
         with self._lock:
             found = set(self._where.get(digest, ()))
-        raw = self.store.cache_get("pushed-blobs", hex_of(digest))
-        if raw:
-            with contextlib.suppress(ValueError, TypeError):
-                found.update(str(r) for r in json.loads(raw))
-        return found
+        return found | blob_repositories(self.store, digest)
 
     def _remember(self, registry: str, repository: str, digest: str) -> None:
-        repo = f"{registry}/{repository}"
         with self._lock:
             self._present.add((registry, repository, digest))
-            self._where.setdefault(digest, set()).add(repo)
-        known = self._known_repos(digest)
-        if repo in known and self.store.cache_get("pushed-blobs", hex_of(digest)):
-            return
-        keep = sorted(known | {repo})[-32:]
-        self.store.cache_put("pushed-blobs", hex_of(digest), json.dumps(keep).encode())
+            self._where.setdefault(digest, set()).add(f"{registry}/{repository}")
+        remember_blob(self.store, registry, repository, digest)
 
     def ensure(
         self,
@@ -204,12 +200,32 @@ class BlobPusher:
                 return None
         return None
 
+    def _absent(self, diff_id: str, compress: bool) -> str:
+        """Why a layer the store lacks (an image built on a remote cluster) cannot be
+        sent: where it is, and what to do."""
+        where = sorted(blob_repositories(self.store, diff_id))
+        if not where:
+            return f"{self.store.root}: layer {diff_id} is not in the store"
+        if compress:
+            return (
+                f"{self.store.root}: layer {diff_id} is not in the store (it is in "
+                f"{', '.join(where)}): gzip needs its files; push with --compress none, "
+                "which mounts it from there"
+            )
+        return (
+            f"{self.store.root}: layer {diff_id} is not in the store and could not be "
+            f"mounted from {', '.join(where)} (another registry, or the blob is gone "
+            "there): push to that registry, or build the image here"
+        )
+
     def _write_layer(self, diff_id: str, path: Path, epoch: int, compress: bool) -> tuple[str, int]:
         """Write the layer's tar (gzip'd when ``compress``) to ``path``; StoreError if
         the dir no longer gives ``diff_id``. Returns (blob digest, blob size)."""
         from pipeline.fs.tarwrite import write_layer
 
         layer_dir = self.store.layer_path(diff_id)
+        if not self.store.has_layer(diff_id):
+            raise StoreError(self._absent(diff_id, compress))
         epoch = self.store.layer_epoch(diff_id, epoch) or 0  # the epoch its tar was made with
         with open(path, "wb") as raw:
             out = _Hashing(raw)
@@ -232,6 +248,31 @@ class BlobPusher:
                 self._gzip[diff_id] = (out.digest, out.size)
             self.store.cache_put("gzip-layers", hex_of(diff_id), canonical_json(value))
         return out.digest, out.size
+
+
+def blob_repositories(store: Store, digest: str) -> set[str]:
+    """The ``registry/repository`` names the store's derived cache says hold
+    ``digest`` (pushed there, or built there by a cluster)."""
+    raw = store.cache_get("pushed-blobs", hex_of(digest))
+    found: set[str] = set()
+    if raw:
+        with contextlib.suppress(ValueError, TypeError):
+            found.update(str(r) for r in json.loads(raw))
+    return found
+
+
+def remember_blob(store: Store, registry: str, repository: str, digest: str) -> None:
+    """Record that ``registry/repository`` holds the blob ``digest``, so a later push
+    to another repository of that registry mounts it from there instead of uploading
+    it (how an image built on a cluster, whose layers the store lacks, is pushed).
+    Idempotent; derived data (a lost record only costs an upload, or a clear error
+    for a layer the store lacks)."""
+    repo = f"{registry}/{repository}"
+    known = blob_repositories(store, digest)
+    if repo in known:
+        return
+    keep = sorted(known | {repo})[-32:]
+    store.cache_put("pushed-blobs", hex_of(digest), json.dumps(keep).encode())
 
 
 def push_image(

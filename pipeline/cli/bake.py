@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.common import registry_options, workspace
+from pipeline.cli.common import cluster_options, registry_options, workspace
 
 PROGRESS = {
     "auto": "auto",
@@ -58,6 +58,7 @@ PROGRESS = {
 @click.option("-j", "--jobs", type=int, default=None, help="Parallel steps (default: CPUs).")
 @click.option("-v", "--verbose", is_flag=True, help="Stream step output (plain progress).")
 @registry_options
+@cluster_options
 @click.pass_context
 def bake(
     ctx: click.Context,
@@ -75,6 +76,7 @@ def bake(
     verbose: bool,
     insecure: bool,
     ca_bundle: Path | None,
+    cluster: str | None,
 ) -> None:
     """Build targets and groups of docker-bake.hcl / .json files (default: the group or
     target "default"), with bake's file lookup, variables, --set and outputs."""
@@ -106,7 +108,7 @@ def bake(
                 "the steps that see them are rebuilt each time",
                 err=True,
             )
-    _build(ctx, project, cwd, environ, progress, jobs, verbose, insecure, ca_bundle)
+    _build(ctx, project, cwd, environ, progress, jobs, verbose, insecure, ca_bundle, cluster)
 
 
 def _build(
@@ -119,14 +121,20 @@ def _build(
     verbose: bool,
     insecure: bool,
     ca_bundle: Path | None,
+    cluster: str | None = None,
 ) -> None:
     from pipeline import report
     from pipeline.build.bakeoutputs import write_outputs
     from pipeline.build.executor import BuildOptions
-    from pipeline.errors import BuildFailed, PipelineError
+    from pipeline.errors import BuildFailed, PipelineError, UsageError
     from pipeline.spec.bakeproject import BakeProject
 
     assert isinstance(project, BakeProject)
+    on_cluster = None
+    if cluster is not None:  # checked before anything is pulled or built
+        from pipeline.build.cluster import ClusterOptions, parse_cluster
+
+        on_cluster = ClusterOptions(parse_cluster(cluster), jobs, insecure, verbose)
     ws = workspace(ctx, cwd)
     vars(ws)["fleet"] = project.fleet  # the workspace's fleet is the bake project's
     ca_bundle = ws.ca_bundle(ca_bundle)
@@ -153,8 +161,17 @@ def _build(
     for what, refs in (("cache-from", froms), ("cache-to", tos)):
         if len(refs) > 1:
             click.echo(f"warning: several {what} repositories; using {refs[0]}", err=True)
+    if on_cluster is not None and not on_cluster.local_workers and not tos:
+        raise UsageError(
+            f"--cluster {cluster}: the workers share layers through a registry: give the "
+            "targets a cache-to (e.g. --set '*.cache-to=type=registry,ref=REGISTRY/REPO')"
+        )
     caches = ws.remote_caches(None, tos[0] if tos else None, insecure, ca_bundle)
-    if froms:  # as with BuildKit, a cache that cannot be read is a warning, not an error
+    if froms and on_cluster is not None and not on_cluster.local_workers:
+        if froms[0] != tos[0]:  # the workers have one layer store: the cache-to
+            click.echo(f"warning: cache-from {froms[0]} is not used on a cluster", err=True)
+        caches["cache_from"] = caches["cache_to"]
+    elif froms:  # as with BuildKit, a cache that cannot be read is a warning, not an error
         try:
             found = ws.remote_caches(froms[0], None, insecure, ca_bundle)
             caches["cache_from"] = found["cache_from"]
@@ -168,7 +185,8 @@ def _build(
         **caches,
     )
     reporter = report.make_reporter(PROGRESS[progress], verbose, sys.stderr)
-    result = ws.build(graph, targets, options, reporter, " ".join(["bake", *sys.argv[2:]]))
+    command = " ".join(["bake", *sys.argv[2:]])
+    result = ws.build(graph, targets, options, reporter, command, on_cluster)
     click.echo(report.summary_text(graph, result))
     if result.failures:
         raise BuildFailed(result.failures)

@@ -67,6 +67,7 @@ def _run_build(
     insecure: bool = False,
     update: bool = False,
     cluster: str | None = None,
+    push: bool = False,
 ) -> None:
     from pipeline import report
     from pipeline.build.executor import BuildOptions
@@ -103,6 +104,45 @@ def _run_build(
         place(json_report, lambda tmp: tmp.write_text(data), directory=False, replaceable=_report)
     if result.failures:
         raise BuildFailed(result.failures)
+    if push:
+        _push(ws, result, insecure, ca_bundle)
+
+
+def _push(ws: Any, result: Any, insecure: bool, ca_bundle: Path | None) -> None:
+    """``--push``: every built image to each of its tags, as ``pipeline push`` does
+    (layers a remote cluster built are mounted from its cache repository)."""
+    from pipeline.build.push import BlobPusher, push_image
+    from pipeline.registry.reference import Reference
+
+    plan = []
+    for image in result.images.values():
+        tags = [n for n in image.names if n != image.id]
+        if not tags:
+            click.echo(f"{image.id}: no tags; not pushed", err=True)
+            continue
+        plan.append((image.id, [Reference.parse(t) for t in tags]))
+    registries = ws.registries(insecure, ca_bundle)
+    try:
+        pusher = BlobPusher(registries, ws.store, "none")
+        for name, refs in plan:
+            refs = [r.with_tag(r.tag or "latest") for r in refs]
+            for r in push_image(ws.store, registries, name, refs, "none", ws.epoch, pusher):
+                s = r.stats
+                click.echo(
+                    f"{r.target}: {r.digest} (blobs: {s.uploaded} uploaded, {s.mounted} "
+                    f"mounted, {s.present} already there)"
+                )
+    finally:
+        registries.close()
+
+
+def push_option(fn: Any) -> Any:
+    return click.option(
+        "--push",
+        is_flag=True,
+        help="Then push each built image to its tags (as `pipeline push`; on a remote "
+        "cluster its layers are mounted from the cache repository, not sent from here).",
+    )(fn)
 
 
 def _report(path: Path) -> bool:
@@ -118,6 +158,7 @@ def _report(path: Path) -> bool:
 @spec_options
 @build_options
 @cluster_options
+@push_option
 @click.pass_context
 def build_all(ctx: click.Context, /, specs: Path, sets: Sequence[str], **opts: Any) -> None:
     """Build every app (and every tagged image) of the fleet."""
@@ -129,6 +170,7 @@ def build_all(ctx: click.Context, /, specs: Path, sets: Sequence[str], **opts: A
 @spec_options
 @build_options
 @cluster_options
+@push_option
 @click.pass_context
 def build(
     ctx: click.Context, /, names: Sequence[str], specs: Path, sets: Sequence[str], **opts: Any
