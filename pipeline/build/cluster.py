@@ -135,11 +135,13 @@ def build(
     results: dict[str, NodeResult] = {}
     chains: dict[str, tuple[Layer, ...]] = {}
     session = _Session(cluster)
+    trusted: set[str] = set()  # settled from the client's records of the repository
     try:
         with store.gc_lock():
-            _settle(graph, store, order, options, local, rep, results, chains)
+            _settle(graph, store, order, options, local, rep, results, chains, trusted)
             todo = [k for k in order if k not in results]
             if todo:
+                assert not isinstance(cache, records.RecordedRepository), "a recorded no-op builds"
                 layers = _layer_store(store, options, cluster, local)
                 if not local:
                     _prepare_inputs(graph, store, todo, chains, options, results, rep)
@@ -168,7 +170,9 @@ def build(
         if local:
             cache.publish([(k, results[k].layers[-1]) for k in done], store)
         else:  # the layers are in the cache repository: remember so (a no-op, a push)
-            records.remember(store, _where(cache), {k: chains[k][-1] for k in done})
+            fresh = {k: chains[k][-1] for k in done if k not in trusted}
+            if fresh:
+                records.remember(store, _where(cache), fresh)
     failures = tuple(r.failure for r in results.values() if r.failure is not None)
     result = BuildResult(results, images, failures, time.monotonic() - started, tuple(targets))
     rep.end(result)
@@ -187,10 +191,17 @@ def _settle(
     rep: Reporter,
     results: dict[str, NodeResult],
     chains: dict[str, tuple[Layer, ...]],
+    trusted: set[str],
 ) -> None:
-    """Bases, then every node whose layer is already shared and whose inputs are too."""
+    """Bases, then every node whose layer is already shared and whose inputs are too.
+    ``trusted`` gets the keys settled from the client's records alone."""
     non_base = [k for k in order if graph.node(k).kind != "base"]
-    known = _known_local(store, non_base) if local else _known_remote(store, non_base, options)
+    if local:
+        known = _known_local(store, non_base)
+    else:
+        known, from_records = _known_remote(store, non_base, options)
+        if from_records:
+            trusted.update(known)
     for key in order:
         node = graph.node(key)
         if node.kind == "base":
@@ -243,18 +254,20 @@ def _where(cache: Any) -> str:
     return f"{cache.ref.registry}/{cache.ref.repository}"
 
 
-def _known_remote(store: Store, keys: Sequence[str], options: BuildOptions) -> dict[str, Layer]:
+def _known_remote(
+    store: Store, keys: Sequence[str], options: BuildOptions
+) -> tuple[dict[str, Layer], bool]:
     """The nodes whose cache entries the repository has (uncompressed ones: their tar
     size is the blob's). When the client's records (:mod:`cluster_records`) name an
     entry for every key, those are the answer and no request is sent; otherwise every
     key is looked up. A node the client's own store has but the repository lacks is
-    published first, so the workers can use it."""
+    published first, so the workers can use it. The flag: the answer is the records'."""
     cache: Any = options.cache_to
     if not keys:
-        return {}
+        return {}, True
     seen = records.recorded(store, _where(cache), keys)
     if len(seen) == len(keys):
-        return seen
+        return seen, True
     with ThreadPoolExecutor(max_workers=8) as pool:
         hits = list(pool.map(lambda k: cache.lookup(k, store), keys))
     out: dict[str, Layer] = {}
@@ -267,7 +280,7 @@ def _known_remote(store: Store, keys: Sequence[str], options: BuildOptions) -> d
             out[key] = (diff_id, store.layer_size(diff_id))
     if mine:
         cache.publish(mine, store)
-    return out
+    return out, False
 
 
 # -- 2. inputs the workers need ----------------------------------------------------------

@@ -14,16 +14,22 @@ store's derived cache (a lost or missing record only costs registry requests).
   so a later push mounts it from there instead of routing it through this machine.
 
 Both are per repository: another ``--cache-to`` looks everything up again.
+
+A build whose every node is recorded needs nothing from the registry, so it is given
+a :class:`RecordedRepository` (the name alone) instead of a registry cache: the
+registry stack is not even loaded (:func:`recorded_caches`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from pipeline.build.push import remember_blob
 from pipeline.digest import canonical_json, is_digest
+from pipeline.errors import PipelineError
+from pipeline.graph import BuildGraph
 from pipeline.store import Store
 
 Layer = tuple[str, int]  # (diff_id, tar size)
@@ -56,6 +62,8 @@ def remember(store: Store, repository: str, layers: Mapping[str, Layer]) -> None
     """Record each (key -> layer) of ``layers`` as an entry of ``repository`` and
     each layer's blob as present there. Idempotent; unchanged records are not
     rewritten."""
+    from pipeline.build.push import remember_blob  # the registry stack: only when used
+
     registry, _, repo = repository.partition("/")
     for key, (diff_id, size) in layers.items():
         name = _name(repository, key)
@@ -65,8 +73,47 @@ def remember(store: Store, repository: str, layers: Mapping[str, Layer]) -> None
         remember_blob(store, registry, repo, diff_id)
 
 
-def blobs_in(store: Store, repository: str, diff_ids: Iterable[str]) -> None:
-    """Record the blobs ``diff_ids`` as present in ``repository`` (``registry/repo``)."""
-    registry, _, repo = repository.partition("/")
-    for diff_id in dict.fromkeys(diff_ids):
-        remember_blob(store, registry, repo, diff_id)
+class RecordedRepository:
+    """The ``--cache-to`` of a remote cluster build that needs nothing from it (see
+    :func:`recorded_caches`): only its name is used, so the registry stack is neither
+    loaded nor connected."""
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+
+    def fetch(self, key: str, store: Store) -> str | None:
+        raise AssertionError(f"{self.ref}: a recorded no-op fetches nothing")
+
+    def publish(self, entries: Sequence[tuple[str, str]], store: Store) -> None:
+        raise AssertionError(f"{self.ref}: a recorded no-op publishes nothing")
+
+
+def recorded_caches(
+    graph: BuildGraph,
+    store: Store,
+    targets: Sequence[str],
+    remote: bool,
+    cache_from: str | None,
+    cache_to: str | None,
+) -> dict[str, Any] | None:
+    """``BuildOptions`` cache arguments for a no-op on a remote cluster: when the
+    client's records name an entry of the ``cache_to`` repository for every node the
+    targets need, the build settles from them alone, so the repository is named but
+    not contacted (not even pinged: every record came from it). None otherwise (and
+    when not ``remote``, for an unparsable name or a different ``cache_from``): then
+    the caches are made and checked as usual."""
+    from pipeline.registry.reference import Reference
+
+    if not remote or cache_to is None or cache_from not in (None, cache_to):
+        return None
+    try:
+        ref = Reference.parse(cache_to)
+    except PipelineError:
+        return None
+    if ref.tag or ref.digest:
+        return None
+    keys = [k for k in graph.closure(targets) if graph.node(k).kind != "base"]
+    if len(recorded(store, f"{ref.registry}/{ref.repository}", keys)) < len(keys):
+        return None
+    repo = RecordedRepository(ref)
+    return {"cache_from": repo if cache_from else None, "cache_to": repo}

@@ -156,6 +156,11 @@ def _build(
             image = project.fleet.images[stage]
             below = graph.closure([image.base.ref]) if image.base.kind == "block" else set()
             rebuild |= set(graph.images[stage].nodes) - below
+    if on_cluster is not None and rebuild:
+        raise UsageError(
+            f"--cluster {cluster}: no-cache is not supported on a cluster (each key is built "
+            "once cluster-wide; its cache entry is the result)"
+        )
     froms = list(dict.fromkeys(_repository(r) for low in lowered for r in low.cache_from))
     tos = list(dict.fromkeys(_repository(r) for low in lowered for r in low.cache_to))
     for what, refs in (("cache-from", froms), ("cache-to", tos)):

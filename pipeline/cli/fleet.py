@@ -90,11 +90,16 @@ def _run_build(
     ws.ensure_registry_bases(update, insecure, ca_bundle, on_pull=pulled)
     targets = ws.select(names) if names else list(ws.fleet.outputs())
     graph = ws.compile(targets)
+    caches = None
+    if on_cluster is not None:  # a recorded no-op needs nothing from the registry
+        from pipeline.build.cluster_records import recorded_caches
+
+        remote = not on_cluster.local_workers
+        caches = recorded_caches(graph, ws.store, targets, remote, cache_from, cache_to)
+    if caches is None:
+        caches = ws.remote_caches(cache_from, cache_to, insecure, ca_bundle)
     options = BuildOptions(
-        jobs=jobs or os.cpu_count() or 1,
-        epoch=ws.epoch,
-        ca_bundle=ca_bundle,
-        **ws.remote_caches(cache_from, cache_to, insecure, ca_bundle),
+        jobs=jobs or os.cpu_count() or 1, epoch=ws.epoch, ca_bundle=ca_bundle, **caches
     )
     reporter = report.make_reporter(progress, verbose, sys.stderr)
     result = ws.build(graph, targets, options, reporter, " ".join(sys.argv[1:]), on_cluster)
