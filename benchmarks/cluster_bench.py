@@ -54,11 +54,12 @@ def fresh_store(store: Path, base_tar: Path) -> None:
 
 def timed_build(
     store: Path, specs: Path, report: Path, *extra: str
-) -> tuple[float, dict[str, Any]]:
+) -> tuple[float, float, dict[str, Any]]:
+    """(wall seconds, CPU seconds of the client process and what it reaped, report)."""
     args = ["build-all", "--specs", str(specs), "--progress", "quiet", "--json-report", str(report)]
     run = harness.pipeline(store, *args, *extra, cwd=specs.parent)
     data = json.loads(report.read_text())
-    return run.seconds, data
+    return run.seconds, run.cpu_seconds, data
 
 
 def dispatch_seconds(address: str, n: int = 2000) -> float:
@@ -120,14 +121,22 @@ def main(argv: list[str] | None = None) -> int:
                     cluster.wait_for(set(cluster.workers))
                     repo = f"{registry.host}/bench{rep}/cache"
                     extra = ["--cluster", cluster.address, "--cache-to", repo]
-                cold, report = timed_build(store, fleet.specs, work / f"{mode}-cold.json", *extra)
-                noop, _ = timed_build(store, fleet.specs, work / f"{mode}-noop.json", *extra)
+                cold, _, report = timed_build(
+                    store, fleet.specs, work / f"{mode}-cold.json", *extra
+                )
+                noop, noop_cpu, _ = timed_build(
+                    store, fleet.specs, work / f"{mode}-noop.json", *extra
+                )
                 assert report["totals"]["built"] == report["totals"]["unique_nodes"], report
-                s = samples.setdefault(mode, {"cold": [], "noop": []})
+                s = samples.setdefault(mode, {"cold": [], "noop": [], "noop_cpu": []})
                 s["cold"].append(cold)
                 s["noop"].append(noop)
+                s["noop_cpu"].append(noop_cpu)
                 reports.setdefault(mode, []).append(report)
-                log(f"round {rep} {mode}: cold {cold:.2f} s, no-op {noop:.2f} s")
+                log(
+                    f"round {rep} {mode}: cold {cold:.2f} s, no-op {noop:.2f} s"
+                    f" ({noop_cpu:.2f} s CPU)"
+                )
         dispatch = dispatch_seconds(cluster.address)
     finally:
         load.append(os.getloadavg()[0])
@@ -192,6 +201,15 @@ def render(out: dict[str, Any]) -> str:
             f" | {cold} |"
         )
     lines += [
+        "",
+        "No-op CPU time (user + system of the client process; the no-op starts no worker"
+        " and, on a machine shared with other work, is steadier than its wall time): "
+        + ", ".join(
+            f"{names[m]} {statistics.median(samples[m]['noop_cpu']):.2f} s"
+            for m in ("local", "local:2", "tcp")
+            if samples[m].get("noop_cpu")
+        )
+        + ".",
         "",
         f"Scheduler dispatch: {out['dispatch_seconds'] * 1000:.2f} ms per trivial task.",
         "",

@@ -3,6 +3,9 @@ the scheduling simulation of the benchmarks."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from benchmarks import cluster_sim
@@ -75,3 +78,51 @@ def test_simulation_respects_both_bounds() -> None:
 def test_simulation_dispatch_is_serial() -> None:
     nodes = [cluster_sim.Node(f"n{i}", 0.0, ()) for i in range(100)]
     assert cluster_sim.simulate(nodes, 50, dispatch=0.01) == pytest.approx(1.0)
+
+
+def test_records_of_the_cache_repository_decide_a_no_op_alone(tmp_path: Path) -> None:
+    from pipeline.build import cluster_records as records
+    from pipeline.build.push import blob_repositories
+    from pipeline.store import Store
+
+    class Images:  # the images "c" and "d": the chains base-a-b-c and base-a-d
+        def __init__(self, graph: BuildGraph) -> None:
+            self.graph = graph
+
+        def closure(self, ids: list[str]) -> set[str]:
+            return {"base", "a", *(["b", "c"] if "c" in ids else []), *ids}
+
+        def node(self, key: str) -> LayerNode:
+            return self.graph.node(key)
+
+    graph: Any = Images(_graph())
+    store = Store(tmp_path / "store")
+    try:
+        repo = "127.0.0.1:5000/team/cache"
+        layer = {k: ("sha256:" + k * 64, 10) for k in "abcd"}
+        records.remember(store, repo, {k: layer[k] for k in "abc"})
+        assert records.recorded(store, repo, list("abcd")) == {k: layer[k] for k in "abc"}
+        assert records.recorded(store, "127.0.0.1:5000/other/cache", list("abc")) == {}
+        # each recorded layer is known to be in the repository, for a push to mount it
+        assert blob_repositories(store, layer["a"][0]) == {repo}
+        remote = repo
+        # one node without a record: the repository is asked (the caches made as usual)
+        assert records.recorded_caches(graph, store, ["c", "d"], True, None, remote) is None
+        assert records.recorded_caches(graph, store, ["c"], True, None, remote) is not None
+        records.remember(store, repo, {"d": layer["d"]})
+        caches = records.recorded_caches(graph, store, ["c", "d"], True, remote, remote)
+        assert caches is not None
+        assert isinstance(caches["cache_to"], records.RecordedRepository)
+        assert caches["cache_from"] is caches["cache_to"]
+        assert str(caches["cache_to"].ref.repository) == "team/cache"
+        # never for local:N, another cache-from, a tagged or unparsable name
+        assert records.recorded_caches(graph, store, ["c"], False, None, remote) is None
+        other = "127.0.0.1:5000/other/cache"
+        assert records.recorded_caches(graph, store, ["c"], True, other, remote) is None
+        assert records.recorded_caches(graph, store, ["c"], True, None, remote + ":t") is None
+        assert records.recorded_caches(graph, store, ["c"], True, None, "Bad Name") is None
+        # a malformed record is no record
+        store.cache_put("cluster-entries", records._name(repo, "a"), b"{not json")
+        assert "a" not in records.recorded(store, repo, ["a"])
+    finally:
+        store.close()
