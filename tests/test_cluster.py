@@ -353,14 +353,18 @@ def test_noop_over_the_cluster_settles_everything_from_the_registry(
     six_apps: dict[str, Any], workers: Cluster, registry: Registry, tmp_path: Path
 ) -> None:
     before = workers.built()
-    started = time.monotonic()
     report = build(six_apps["cli"], six_apps["specs"], tmp_path / "noop.json",
                    *cluster_args(workers, registry, "six/cache"))  # fmt: skip
-    seconds = time.monotonic() - started
     assert report["totals"]["built"] == 0
     assert manifests(report) == manifests(six_apps["local"])
     assert workers.built() == before
-    assert seconds < 5, seconds
+    # a no-op neither contacts a cluster (here: no scheduler at that address) nor, with
+    # every entry recorded by the client, the registry (counted in the push test below);
+    # its speed is measured in benchmarks/cluster_bench.py, not here
+    nowhere = ["--cluster", f"tcp://127.0.0.1:{free_port()}", "--cache-to",
+               f"{registry.host}/six/cache"]  # fmt: skip
+    again = build(six_apps["cli"], six_apps["specs"], tmp_path / "again.json", *nowhere)
+    assert manifests(again) == manifests(six_apps["local"]) and again["totals"]["built"] == 0
 
 
 def test_fresh_client_with_an_empty_store_gets_every_image_without_building(
