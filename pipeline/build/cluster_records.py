@@ -27,12 +27,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline.digest import canonical_json, is_digest
+from pipeline.digest import DiffID, canonical_json, is_digest
 from pipeline.errors import PipelineError
 from pipeline.graph import BuildGraph
 from pipeline.store import Store
 
-Layer = tuple[str, int]  # (diff_id, tar size)
+Layer = tuple[DiffID, int]  # (diff_id, tar size)
 _KIND = "cluster-entries"
 
 
@@ -54,7 +54,7 @@ def recorded(store: Store, repository: str, keys: Sequence[str]) -> dict[str, La
         except (ValueError, KeyError, TypeError):
             continue
         if value.get("key") == key and is_digest(diff_id) and isinstance(size, int):
-            out[key] = (diff_id, size)
+            out[key] = (DiffID(diff_id), size)  # checked: a digest
     return out
 
 
