@@ -88,7 +88,7 @@ def run_with_rusage(
 
 
 def pipeline_argv(store: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline", "--store", str(store), *args]
+    return [sys.executable, "-m", "pipeline", "--init", "--store", str(store), *args]
 
 
 def pipeline_env() -> dict[str, str]:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 from pipeline.digest import key_of
 from pipeline.errors import SpecError
 from pipeline.model import BaseRef, Copy, Fleet, ImageDef, Meta, Pairs, Run
+from pipeline.names import qualify
 from pipeline.oci.config import HistoryEntry, ImageConfig, as_pairs
 
 KEY_VERSION = 1
@@ -75,6 +76,11 @@ class ImagePlan:
     tags: tuple[str, ...]
     is_output: bool
     base: ResolvedBase | None = None
+    stored: str = ""  # the name it is stored under (``FLEET/app.NAME``); "" = ``id``
+
+    @property
+    def store_name(self) -> str:
+        return self.stored or self.id
 
     @property
     def top(self) -> str | None:
@@ -229,6 +235,7 @@ def compile_fleet(
     copy_digest: CopyDigest,
     outputs: Iterable[str] | None = None,
     epoch: int = 0,
+    namespace: str = "",
 ) -> BuildGraph:
     """Compile ``fleet`` into one merged BuildGraph.
 
@@ -238,6 +245,7 @@ def compile_fleet(
     refuse. ``outputs`` limits which images are compiled (default: fleet.outputs()).
     ``epoch`` (SOURCE_DATE_EPOCH) is part of every RUN and COPY key: it decides the
     layer's tar, so layers made with different epochs are different layers.
+    ``namespace`` (the fleet's name) prefixes the name each image is stored under.
     """
     compiler = _Compiler(fleet, bases, copy_digest, epoch)
     wanted = tuple(outputs) if outputs is not None else fleet.outputs()
@@ -246,7 +254,10 @@ def compile_fleet(
     for image_id in wanted:
         for key in compiler.closure_keys(image_id):
             compiler.apps[key].add(image_id)
-    images = {i: replace(p, is_output=i in wanted) for i, p in compiler.plans.items()}
+    images = {
+        i: replace(p, is_output=i in wanted, stored=qualify(namespace, i))
+        for i, p in compiler.plans.items()
+    }
     apps = {k: frozenset(v) for k, v in compiler.apps.items()}
     return BuildGraph(dict(compiler.nodes), apps, images, wanted)
 

@@ -161,6 +161,7 @@ class Fleet:
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     files: tuple[str, ...] = ()
     volatile: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    name: str = ""  # the top-level ``fleet = "NAME"``; "" = the specs directory's name
 
     def outputs(self) -> tuple[str, ...]:
         """The ids ``build-all`` builds: apps, plus image blocks that have tags."""

@@ -7,7 +7,6 @@ through the ``Reporter`` protocol.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -100,13 +99,20 @@ def plan_text(graph: BuildGraph, volatile: Mapping[str, str] | None = None) -> s
     return "\n".join(lines)
 
 
+def dot_quote(text: str) -> str:
+    """``text`` as a Graphviz quoted string: ``"`` and ``\\`` escaped, newlines as
+    ``\\n`` (a centred line break), other characters (``…``) kept as UTF-8."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\r", "").replace("\n", "\\n") + '"'
+
+
 def plan_dot(graph: BuildGraph) -> str:
     used = graph.closure(graph.outputs)
     out = ["digraph pipeline {", "  rankdir=LR;", "  node [shape=box, fontname=monospace];"]
     for key in graph.order():
         if key in used:
             node = graph.node(key)
-            label = json.dumps(f"{short(key)}\\n{_clip(node.label, 40)}")
+            label = dot_quote(f"{short(key)}\n{_clip(node.label, 40)}")
             shared = ", style=bold" if len(graph.apps_of(key)) > 1 else ""
             out.append(f'  "{short(key)}" [label={label}{shared}];')
     for a, b in graph.edges():
@@ -115,8 +121,8 @@ def plan_dot(graph: BuildGraph) -> str:
     for image_id in graph.outputs:
         top = graph.images[image_id].top
         if top:
-            out.append(f'  "{image_id}" [shape=ellipse];')
-            out.append(f'  "{short(top)}" -> "{image_id}";')
+            out.append(f"  {dot_quote(image_id)} [shape=ellipse];")
+            out.append(f'  "{short(top)}" -> {dot_quote(image_id)};')
     out.append("}")
     return "\n".join(out)
 

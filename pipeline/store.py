@@ -42,7 +42,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ from pipeline.fs.tree import remove_tree  # iterative: layers may nest deeper th
 from pipeline.limits import current as current_limits
 from pipeline.oci.manifest import Blob
 from pipeline.storedb import Journal, JournalState
-from pipeline.storerecords import BuildRecords
+from pipeline.storerecords import BuildRecords, Pruned
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS layers (
@@ -107,26 +107,6 @@ def _fsync_dir(path: Path) -> None:
 PRIVATE_DIRS = ("", "blobs", "blobs/sha256", "layers", "cache", "tmp")  # kept 0700
 
 
-def _tighten(root: Path) -> tuple[str, ...]:
-    """Make the store root and the dirs holding image content 0700, as containers/storage
-    and BuildKit keep theirs: stored layers hold setuid binaries and 0777 dirs, which no
-    other local user may reach. Returns one note per dir that was wider (or could not be
-    tightened), for the CLI to print; () when all were private already."""
-    notes = []
-    for sub in PRIVATE_DIRS:
-        path = root / sub if sub else root
-        mode = path.stat().st_mode & 0o7777
-        if mode & 0o077 == 0:
-            continue
-        try:
-            path.chmod(0o700)
-        except OSError as exc:
-            notes.append(f"{path}: mode {mode:04o} is open to other users; chmod failed: {exc}")
-            continue
-        notes.append(f"{path}: tightened mode {mode:04o} to 0700 (store content is private)")
-    return tuple(notes)
-
-
 class Store(BuildRecords):
     """A handle on one store directory; thread-safe. Opening cleans debris.
 
@@ -146,7 +126,7 @@ class Store(BuildRecords):
                 for sub in PRIVATE_DIRS:
                     (self.root / sub).mkdir(mode=0o700, exist_ok=True)
                 (self.root / "locks").mkdir(exist_ok=True)
-                self.notes = _tighten(self.root)
+                self.notes = storedb.tighten(self.root, PRIVATE_DIRS)
                 layout = self.root / "oci-layout"
                 if not layout.exists():
                     self._write_atomic(layout, b'{"imageLayoutVersion":"1.0.0"}')
@@ -422,6 +402,11 @@ class Store(BuildRecords):
         rows = self._query("SELECT epoch FROM layers WHERE diff_id=?", (diff_id,))
         return int(rows[0][0]) if rows and rows[0][0] is not None else default
 
+    def layer_created(self, diff_id: str) -> float | None:
+        """When layer ``diff_id`` came into this store (Unix seconds), if recorded."""
+        rows = self._query("SELECT created FROM layers WHERE diff_id=?", (diff_id,))
+        return float(rows[0][0]) if rows else None
+
     def all_layers(self) -> list[LayerRecord]:
         rows = self._query("SELECT diff_id, size FROM layers ORDER BY diff_id")
         return [LayerRecord(d, int(s)) for d, s in rows]
@@ -492,50 +477,66 @@ class Store(BuildRecords):
 
     # -- accounting and pruning ------------------------------------------------------
 
-    def reachable(self) -> tuple[set[str], set[str]]:
-        """(layer diff_ids, blob digests) reachable from every named image."""
+    def reachable(self, names: Iterable[str] | None = None) -> tuple[set[str], set[str]]:
+        """(layer diff_ids, blob digests) reachable from ``names`` (default: every name)."""
         layers: set[str] = set()
         blobs: set[str] = set()
-        for _, manifest_digest, _ in self.names():
+        digests = {m for n, m, _ in self.names() if names is None or n in set(names)}
+        for manifest_digest in digests:
             try:
-                manifest = self.get_json(manifest_digest)
-                blobs.add(manifest_digest)
-                blobs.add(manifest["config"]["digest"])
+                blobs.update((manifest_digest, self.get_json(manifest_digest)["config"]["digest"]))
                 layers.update(d for d, _ in self.manifest_layers(manifest_digest))
             except StoreError:
                 continue
         return layers, blobs
 
-    def prune(self) -> tuple[int, int, int]:
-        """Remove layers and blobs no name reaches, their cache rows, debris and unused
-        key locks. Waits for running builds to finish first (they hold the gc lock shared)
-        and keeps them out meanwhile. Returns (layers removed, blobs removed, bytes freed)."""
-        with self.gc_lock(exclusive=True):
+    def prune(
+        self, drop: Iterable[str] = (), only_dropped: bool = False, dry_run: bool = False
+    ) -> Pruned:
+        """Drop the names ``drop``, then remove the layers and blobs no remaining name
+        reaches (with ``only_dropped``: only those the dropped names reached, as ``rmi``
+        does), their cache rows, debris and unused key locks. Waits for running builds
+        (they hold the gc lock shared) and keeps them out meanwhile. ``dry_run``: says
+        what would go and changes nothing (takes no lock)."""
+        with contextlib.nullcontext() if dry_run else self.gc_lock(exclusive=True):
+            stored = {n for n, _, _ in self.names()}
+            dropped = sorted(stored & set(drop))
+            keep_layers, keep_blobs = self.reachable(stored - set(dropped))
+            if only_dropped:
+                scope_layers, scope_blobs = self.reachable(dropped)
+            by = {str(d): str(c) for d, c in self._query("SELECT diff_id, created_by FROM cache")}
+            layers = tuple(
+                (r.diff_id, r.size, by.get(r.diff_id, ""))
+                for r in self.all_layers()
+                if r.diff_id not in keep_layers and (not only_dropped or r.diff_id in scope_layers)
+            )
+            blobs = [
+                p
+                for p in (self.root / "blobs" / "sha256").iterdir()
+                if "sha256:" + p.name not in keep_blobs
+                and (not only_dropped or "sha256:" + p.name in scope_blobs)
+            ]
+            freed = sum(size for _, size, _ in layers) + sum(p.stat().st_size for p in blobs)
+            result = Pruned(tuple(dropped), layers, len(blobs), freed)
+            if dry_run:
+                return result
             self.clean_debris()
-            keep_layers, keep_blobs = self.reachable()
-            removed_layers = removed_blobs = freed = 0
-            for rec in self.all_layers():
-                if rec.diff_id in keep_layers:
-                    continue
-                self.drop_layer(rec.diff_id)
-                removed_layers += 1
-                freed += rec.size
-            for path in self.layers_dir.iterdir():  # dirs never recorded (killed commit)
+            for name in dropped:
+                self.drop_name(name)
+            for diff_id, _, _ in layers:
+                self.drop_layer(diff_id)
+            for path in [] if only_dropped else self.layers_dir.iterdir():  # killed commits
                 digest = "sha256:" + path.name
                 if digest not in keep_layers and not self._query(
                     "SELECT 1 FROM layers WHERE diff_id=?", (digest,)
                 ):
                     remove_tree(path)
-            for path in (self.root / "blobs" / "sha256").iterdir():
-                digest = "sha256:" + path.name
-                if digest not in keep_blobs:
-                    freed += path.stat().st_size
-                    path.unlink()
-                    removed_blobs += 1
-            for path in (self.root / "locks").iterdir():
+            for path in blobs:
+                path.unlink(missing_ok=True)
+            for path in [] if only_dropped else (self.root / "locks").iterdir():
                 path.unlink(missing_ok=True)
             self.journal.rewrite(self.index_state())  # compacted: what the index holds
-            return removed_layers, removed_blobs, freed
+            return result
 
     # -- checking and repair (pipeline fsck) -------------------------------------------
 

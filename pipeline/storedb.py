@@ -158,6 +158,26 @@ def readonly(root: Path) -> bool:
     )
 
 
+def tighten(root: Path, private_dirs: Sequence[str]) -> tuple[str, ...]:
+    """Make the store root and the dirs holding image content 0700, as containers/storage
+    and BuildKit keep theirs: stored layers hold setuid binaries and 0777 dirs, which no
+    other local user may reach. Returns one note per dir that was wider (or could not be
+    tightened), for the CLI to print; () when all were private already."""
+    notes = []
+    for sub in private_dirs:
+        path = root / sub if sub else root
+        mode = path.stat().st_mode & 0o7777
+        if mode & 0o077 == 0:
+            continue
+        try:
+            path.chmod(0o700)
+        except OSError as exc:
+            notes.append(f"{path}: mode {mode:04o} is open to other users; chmod failed: {exc}")
+            continue
+        notes.append(f"{path}: tightened mode {mode:04o} to 0700 (store content is private)")
+    return tuple(notes)
+
+
 def hold(path: Path) -> int:
     """Create lock file ``path`` and hold it exclusively; the fd (see :func:`release`)."""
     fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)

@@ -41,6 +41,16 @@ class BuildNodeRecord:
     diff_id: str | None
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """What ``Store.prune`` removed (or would remove, on a dry run)."""
+
+    names: tuple[str, ...]  # names dropped
+    layers: tuple[tuple[str, int, str], ...]  # (diff_id, tar size, what made it)
+    blobs: int  # JSON blobs (configs, manifests)
+    freed: int  # bytes: the layers' tar sizes plus the blobs' files
+
+
 class BuildRecords:
     """Build records over the store's index; mixed into :class:`pipeline.store.Store`,
     which provides the index access below."""

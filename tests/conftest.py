@@ -30,6 +30,8 @@ def make_cli(store: Path, cwd: Path) -> Cli:
     def cli(
         *args: str, check: bool = True, env: dict[str, str] | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
+        if not store.exists():  # a store given by PIPELINE_STORE must exist (or --init)
+            store.mkdir(parents=True)
         full_env = dict(os.environ, PIPELINE_STORE=str(store), **(env or {}))
         proc = subprocess.run(
             [sys.executable, "-m", "pipeline", *args],
@@ -52,6 +54,8 @@ def make_cli(store: Path, cwd: Path) -> Cli:
 
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
+    """Where the test's store goes (``cli`` makes the directory: a store given with
+    --store or PIPELINE_STORE must exist; see ``pipeline --init``)."""
     return tmp_path / "store"
 
 

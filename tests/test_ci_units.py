@@ -168,8 +168,8 @@ def test_bench_changes_and_figures(tmp_path: Path) -> None:
     assert f["seconds"] == 1.235 and f["apps_rebuilt"] == ["app.a", "app.b"]
     assert (f["layers_rebuilt"], f["saved_bytes"]) == (1, 200)
     argv = bench.build_all_argv(Path("/s"), Path("/specs"), Path("/r.json"), 2, python="py")
-    assert argv == ["py", "-m", "pipeline", "--store", "/s", "build-all", "--specs", "/specs",
-                    "--progress", "quiet", "--json-report", "/r.json", "-j", "2"]  # fmt: skip
+    assert argv == ["py", "-m", "pipeline", "--init", "--store", "/s", "build-all",
+                    "--specs", "/specs", "--progress", "quiet", "--json-report", "/r.json", "-j", "2"]  # fmt: skip
 
 
 def test_dag_source_marks_shared_nodes() -> None:

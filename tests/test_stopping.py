@@ -53,6 +53,8 @@ def fleet(tmp_path: Path, busybox_store: Cli) -> Path:
 
 
 def _env(store: Path) -> dict[str, str]:
+    if not store.exists():  # a store given by PIPELINE_STORE must exist (or --init)
+        store.mkdir(parents=True)
     return dict(os.environ, PIPELINE_STORE=str(store))
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pipeline.build.outputs import previous_output
 from pipeline.errors import PipelineError, UsageError
+from pipeline.names import qualify
 from pipeline.spec.bakelower import Export, Lowered
 from pipeline.store import Store
 
@@ -44,15 +45,16 @@ def write_outputs(
     cwd: Path,
     push: Callable[[str, Sequence[str]], list[str]],
     environ: Mapping[str, str],
+    namespace: str = "",
 ) -> list[Done]:
-    """Write every output of the built targets. ``push(image_id, names)`` pushes one
-    stored image to references and returns what it pushed (the caller owns the
-    registry clients)."""
+    """Write every output of the built targets (stored as ``NAMESPACE/app.NAME``).
+    ``push(image_id, names)`` pushes one stored image to references and returns what
+    it pushed (the caller owns the registry clients)."""
     done: list[Done] = []
     for low in lowered:
         for out in low.exports:
             try:
-                done.extend(_one(store, low, out, epoch, cwd, push, environ))
+                done.extend(_one(store, low, out, epoch, cwd, push, environ, namespace))
             except OSError as exc:
                 where = out.dest or out.kind
                 raise OutputError(
@@ -69,29 +71,32 @@ def _one(
     cwd: Path,
     push: Callable[[str, Sequence[str]], list[str]],
     environ: Mapping[str, str],
+    namespace: str = "",
 ) -> list[Done]:
     from pipeline.build.images import Format, export_image
+
+    stored = qualify(namespace, low.app_id)
 
     if out.dest:
         (cwd / out.dest).parent.mkdir(parents=True, exist_ok=True)
     if out.kind == "docker" and out.dest:
         export_image(
-            store, low.app_id, cwd / out.dest, "docker-archive", epoch, replaceable=previous_output
+            store, stored, cwd / out.dest, "docker-archive", epoch, replaceable=previous_output
         )
         return [Done(low.name, "docker", str(cwd / out.dest))]
     if out.kind == "docker":
-        docker_load(store, low.app_id, epoch, environ)
+        docker_load(store, stored, epoch, environ)
         return [Done(low.name, "docker", "docker")]
     if out.kind in ("local", "tar"):
         if out.dest == "-":
             raise UsageError(f'target "{low.name}": an output to standard output is not supported')
-        write_filesystem(store, low.app_id, cwd / out.dest, out.kind == "tar", epoch)
+        write_filesystem(store, stored, cwd / out.dest, out.kind == "tar", epoch)
         return [Done(low.name, out.kind, str(cwd / out.dest))]
     if out.kind == "oci":
         fmt: Format = "oci-archive" if out.oci_tar else "oci"
         export_image(
             store,
-            low.app_id,
+            stored,
             cwd / out.dest,
             fmt,
             epoch,
@@ -102,9 +107,9 @@ def _one(
         names = out.names or _tags(low)
         if not names:
             raise UsageError(f'target "{low.name}": nothing to push to: give it tags or a name')
-        return [Done(low.name, "push", ref) for ref in push(low.app_id, names)]
+        return [Done(low.name, "push", ref) for ref in push(stored, names)]
     if out.kind == "image":
-        digest = store.resolve(low.app_id)
+        digest = store.resolve(stored)
         for name in out.names:
             if digest is not None:
                 store.tag(name, digest)

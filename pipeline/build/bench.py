@@ -60,7 +60,15 @@ def build_all_argv(
     store: Path, specs: Path, report: Path, jobs: int | None = None, python: str = ""
 ) -> list[str]:
     """The measured command: a quiet ``build-all`` writing its JSON report."""
-    argv = [python or sys.executable, "-m", "pipeline", "--store", str(store), "build-all"]
+    argv = [
+        python or sys.executable,
+        "-m",
+        "pipeline",
+        "--init",
+        "--store",
+        str(store),
+        "build-all",
+    ]
     argv += ["--specs", str(specs), "--progress", "quiet", "--json-report", str(report)]
     if jobs:
         argv += ["-j", str(jobs)]

@@ -493,7 +493,7 @@ def write_image(store: Store, plan: ImagePlan, sizes: tuple[tuple[str, int], ...
     store.put_blob(config)
     manifest = manifest_blob(config.descriptor, [Descriptor(MT_LAYER, d, s) for d, s in sizes])
     digest = store.put_blob(manifest)
-    names = (plan.id, *plan.tags)
+    names = (plan.store_name, *plan.tags)
     for name in names:
         store.tag(name, digest)
     return ImageResult(plan.id, digest, names, sizes)

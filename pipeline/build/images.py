@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from pipeline import names
 from pipeline.digest import hex_of
 from pipeline.errors import StoreError, UsageError
 from pipeline.graph import ResolvedBase
@@ -49,16 +50,27 @@ def load_image(store: Store, name: str) -> StoredImage:
     return StoredImage(name, digest, config_digest, config, tuple(store.manifest_layers(digest)))
 
 
+def find_base(store: Store, ref: str) -> str | None:
+    """The name under which the store holds base ``ref``: the reference itself, else
+    the same name with or without podman's ``localhost/`` prefix; None when absent."""
+    other = ref.removeprefix("localhost/") if ref.startswith("localhost/") else f"localhost/{ref}"
+    for name in (ref, other):
+        if store.resolve(name) is not None:
+            return name
+    return None
+
+
 def resolve_bases(fleet: Fleet, store: Store) -> dict[str, ResolvedBase]:
-    """For every store-kind base the fleet names, what the store holds (if anything)."""
+    """For every store or registry base the fleet names, what the store holds under
+    that name (see :func:`find_base`), if anything."""
     out: dict[str, ResolvedBase] = {}
     for image in fleet.images.values():
         base = image.base
         if base.kind not in ("store", "registry") or base.ref in out:
             continue
-        if store.resolve(base.ref) is None:
-            continue
-        out[base.ref] = as_base(load_image(store, base.ref))
+        found = find_base(store, base.ref)
+        if found is not None:
+            out[base.ref] = as_base(load_image(store, found))
     return out
 
 
@@ -194,12 +206,12 @@ def _write_layout(store: Store, image: StoredImage, root: Path, epoch: int) -> N
 def _public_name(store: Store, image: StoredImage) -> str:
     """The name to show outside: the image's first tag (sorted) when it is known by an
     app/image id, else the name it was asked for."""
-    if not image.name.startswith(("app.", "image.")):
+    if not names.is_id(image.name):
         return image.name
     tags = sorted(
         n
         for n, digest, _ in store.names()
-        if digest == image.manifest_digest and not n.startswith(("app.", "image."))
+        if digest == image.manifest_digest and not names.is_id(n) and "@" not in n
     )
     return tags[0] if tags else image.name
 
@@ -246,8 +258,12 @@ def _write_docker_archive(store: Store, image: StoredImage, out: Path, epoch: in
 
 
 def _docker_tag(name: str) -> str:
-    clean = name.replace("app.", "", 1) if name.startswith(("app.", "image.")) else name
-    clean = clean.replace("image.", "", 1)
+    found = names.split_id(name)
+    clean = name
+    if found is not None:  # FLEET/app.web -> fleet/web
+        fleet, image_id = found
+        bare = image_id.split(".", 1)[1].replace("/", "-")
+        clean = f"{fleet}/{bare}" if fleet else bare
     tail = clean.rsplit("/", 1)[-1]
     return clean if ":" in tail else f"{clean}:latest"
 
@@ -266,11 +282,11 @@ class DiskUsage:
     on_disk: int  # bytes the store's files take (apparent sizes)
 
 
-def disk_usage(store: Store, names: Iterable[str] | None = None) -> DiskUsage:
+def disk_usage(store: Store, among: Iterable[str] | None = None) -> DiskUsage:
     """Sharing figures over the given names (default: every app id in the store)."""
-    chosen = [n for n, _, _ in store.names() if names is None and n.startswith("app.")]
-    if names is not None:
-        chosen = list(names)
+    chosen = [n for n, _, _ in store.names() if among is None and names.is_app_id(n)]
+    if among is not None:
+        chosen = list(among)
     users: dict[str, set[str]] = {}
     sizes: dict[str, int] = {}
     per: dict[str, list[tuple[str, int]]] = {}

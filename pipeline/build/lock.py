@@ -71,10 +71,12 @@ def ensure_bases(
     lock_path: Path,
     update: bool = False,
     epoch: int = 0,
+    offline: bool = False,
 ) -> list[BaseResolution]:
     """Make every registry base reference resolvable in the store under its own text,
     pinned by the lock file. Touches the network only for what the lock does not pin
-    or the store does not hold (or everything, with ``update``)."""
+    or the store does not hold (or everything, with ``update``); ``offline``: never,
+    a UsageError instead."""
     pins = read_lock(lock_path)
     changed = False
     out = []
@@ -88,7 +90,11 @@ def ensure_bases(
                     store.tag(text, local)
                 out.append(BaseResolution(text, pinned, local, False))
                 continue
+            if offline:
+                raise UsageError(f"pinned {pinned} is not in the store, and --pull=never")
             result = pull_image(store, registries, ref.with_digest(pinned), text, epoch=epoch)
+        elif offline:
+            raise UsageError("not in the store, and --pull=never")
         else:
             result = pull_image(store, registries, ref, text, epoch=epoch)
         if not ref.digest and pins.get(text) != result.remote_digest:

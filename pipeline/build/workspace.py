@@ -12,8 +12,14 @@ Contracts:
   store).
 * One resolution rule for names given on the command line: a fleet name is a group,
   an image id (``app.web``), an app name or an image block name, in that order; a
-  stored name is the name itself, then ``app.NAME``, then ``image.NAME``. An unknown
-  name is a one-line UsageError with the closest known name.
+  stored name is found by :meth:`Workspace.stored_name` (the name itself, the current
+  fleet's ``app.NAME``/``image.NAME``, ``FLEET/APP``, then the one fleet that has
+  it; see :mod:`pipeline.names`). An unknown name is a one-line UsageError with the
+  closest known name.
+* The current fleet is the one of ``specs`` (default: ``./specs`` when it exists);
+  its name is its top-level ``fleet = "NAME"``, else the directory's name
+  (:func:`pipeline.names.default_fleet_name`). Its images are stored as
+  ``FLEET/app.NAME``.
 * ``SOURCE_DATE_EPOCH`` is read once, validated (a whole number of seconds between 0
   and 253402300799, i.e. up to the year 9999), and used everywhere.
 * A build is recorded in the store: ``running`` when it starts, then ``ok``, ``failed``
@@ -28,9 +34,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import SpecError, UnsafePathError, UsageError, did_you_mean
+from pipeline import names
+from pipeline.errors import PipelineError, SpecError, UnsafePathError, UsageError, did_you_mean
 from pipeline.graph import BuildGraph, compile_fleet
-from pipeline.model import Copy, Fleet
+from pipeline.model import Copy, Fleet, ImageDef
 from pipeline.store import Store
 
 if TYPE_CHECKING:
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
 
 MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: the largest time a tar header and RFC 3339 share
 EPOCH_VARIABLE = "SOURCE_DATE_EPOCH"
+DEFAULT_SPECS = Path("specs")  # the current fleet of commands that take no --specs
 
 
 def parse_epoch(environ: Mapping[str, str]) -> int:
@@ -139,14 +147,37 @@ class Workspace:
 
         if self.specs is None:
             raise UsageError("no specs directory given")
-        if not self.specs.is_dir():
-            raise UsageError(f"{self.specs}: no such specs directory")
+        if not self.specs.is_dir() and not self.specs.is_file():
+            raise UsageError(f"{self.specs}: no such specs directory or file")
         cache = _ParseCache(self.store) if cached else None
         return load_fleet(self.specs, self.overrides, self.environ, parse_cache=cache)
 
     @cached_property
     def fleet(self) -> Fleet:
         return self.load_fleet()
+
+    @property
+    def fleet_name(self) -> str:
+        """The loaded fleet's name (its ``fleet`` attribute, else its directory's)."""
+        assert self.specs is not None
+        return self.fleet.name or names.default_fleet_name(self.specs)
+
+    @cached_property
+    def current_fleet(self) -> str | None:
+        """The current fleet's name: that of ``specs``, else of ``./specs`` when it
+        exists, else None (then names are looked up in every fleet)."""
+        if self.specs is None:
+            if not DEFAULT_SPECS.is_dir():
+                return None
+            self.specs = DEFAULT_SPECS
+        return self.fleet_name
+
+    def lock_path(self) -> Path:
+        from pipeline.build.lock import LOCK_FILE
+
+        assert self.specs is not None
+        folder = self.specs.parent if self.specs.is_file() else self.specs
+        return folder / LOCK_FILE
 
     def select(self, names: Sequence[str]) -> list[str]:
         """Fleet names (groups, ids, app or image names) -> ImageDef ids, in order."""
@@ -192,7 +223,9 @@ class Workspace:
                 ) from None
 
         fleet = self.fleet
-        graph = compile_fleet(fleet, resolve_bases(fleet, store), copy_digest, outputs, self.epoch)
+        graph = compile_fleet(
+            fleet, resolve_bases(fleet, store), copy_digest, outputs, self.epoch, self.fleet_name
+        )
         hasher.save()
         return graph
 
@@ -202,35 +235,79 @@ class Workspace:
         insecure: bool = False,
         ca_bundle: Path | None = None,
         on_pull: Callable[[str, str], None] | None = None,
+        pull: str = "missing",
+        targets: Sequence[str] | None = None,
     ) -> None:
-        """Pull the fleet's ``host:port/name:tag`` bases the store lacks and pin their
-        digests in ``SPECS/pipeline.lock`` (pinned digests are used unless ``update``).
-        No network when every base is pinned and in the store. ``on_pull(ref, digest)``
-        hears about each pull."""
+        """Make the fleet's ``host[:port]/name:tag`` bases available, by the ``pull``
+        policy (as buildah and podman have it): ``missing`` uses what the store holds
+        under the reference (``localhost/`` prefix or not, see
+        :func:`pipeline.build.images.find_base`) and pulls the rest; ``always`` pulls
+        every one again (as ``update`` does); ``never`` uses the store only. Pulled
+        digests are pinned in ``SPECS/pipeline.lock`` and a pinned digest the store
+        holds needs no network. ``on_pull(ref, digest)`` hears about each pull.
+        ``targets``: only the bases these image ids are built on (default: all).
+        Errors start with the location of the ``from``/``FROM`` that names the base."""
+        from pipeline.build.images import find_base
+        from pipeline.build.lock import ensure_bases, read_lock
+        from pipeline.registry.reference import Reference
+
+        if pull not in ("missing", "always", "never"):
+            raise UsageError(f"--pull={pull}: expected missing, always or never")
+        update = update or pull == "always"
         refs: dict[str, Any] = {}
-        for image in self.fleet.images.values():
+        for image in self._closure(targets):
             base = image.base
             if base.kind == "registry" and base.ref not in refs:
                 refs[base.ref] = (image, base)
         if not refs:
             return
-        from pipeline.build.lock import LOCK_FILE, ensure_bases
-        from pipeline.registry.reference import Reference
-
         for text, (image, base) in refs.items():
             try:
                 Reference.parse(text)
             except UsageError as exc:
                 raise SpecError(base.loc, str(exc), f'{image.kind} "{image.name}"') from None
-        assert self.specs is not None
-        registries = self.registries(insecure, ca_bundle)
+        lock = self.lock_path()
+        pins = read_lock(lock)
+        registries = None
         try:
-            lock = self.specs / LOCK_FILE
-            for r in ensure_bases(refs, self.store, registries, lock, update, self.epoch):
-                if r.pulled and on_pull is not None:
-                    on_pull(r.ref, r.digest)
+            for text, (image, base) in refs.items():
+                where = f'{base.loc}: {image.kind} "{image.name}": FROM {text}'
+                if not update and text not in pins and find_base(self.store, text) is not None:
+                    continue  # in the store: used as it is
+                if pull == "never" and not (text in pins or "@" in text):
+                    raise _Located(where, UsageError("not in the store, and --pull=never"))
+                if registries is None:
+                    registries = self.registries(insecure, ca_bundle)
+                try:
+                    done = ensure_bases(
+                        [text], self.store, registries, lock, update, self.epoch, pull == "never"
+                    )
+                except PipelineError as exc:
+                    raise _Located(where, exc) from None
+                for r in done:
+                    if r.pulled and on_pull is not None:
+                        on_pull(r.ref, r.digest)
         finally:
-            registries.close()
+            if registries is not None:
+                registries.close()
+
+    def _closure(self, targets: Sequence[str] | None) -> list[ImageDef]:
+        """The fleet's images ``targets`` are built from (themselves included)."""
+        images = self.fleet.images
+        if targets is None:
+            return list(images.values())
+        seen: dict[str, ImageDef] = {}
+        todo = list(targets)
+        while todo:
+            image_id = todo.pop()
+            image = images.get(image_id)
+            if image is None or image_id in seen:
+                continue
+            seen[image_id] = image
+            if image.base.kind == "block":
+                todo.append(image.base.ref)
+            todo.extend(s.from_image for s in image.steps if isinstance(s, Copy) and s.from_image)
+        return list(seen.values())
 
     def remote_caches(
         self,
@@ -314,15 +391,24 @@ class Workspace:
     # -- names in the store ----------------------------------------------------------
 
     def stored_name(self, name: str) -> str:
-        """The name under which ``name`` is stored: itself, ``app.NAME`` or
-        ``image.NAME``; UsageError with the closest stored name otherwise."""
+        """The stored name ``name`` means (the one lookup every command uses): the
+        name itself (a tag, ``FLEET/app.X``, ``name@digest``), the current fleet's
+        ``app.NAME`` or ``image.NAME``, ``FLEET/NAME`` as another fleet's app, then
+        the one fleet that has an app or image NAME (UsageError when several do, or
+        none, with the closest stored name)."""
         store = self.store
-        for candidate in (name, f"app.{name}", f"image.{name}"):
+        if store.resolve(name) is not None:
+            return name
+        for candidate in names.candidates(name, self.current_fleet):
             if store.resolve(candidate) is not None:
                 return candidate
-        choices = sorted(
-            {n.removeprefix("app.").removeprefix("image.") for n, _, _ in store.names()}
-        )
+        stored = [n for n, _, _ in store.names()]
+        found = names.in_other_fleets(name, stored)
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise names.ambiguous(name, found)
+        choices = sorted({names.short(n, self.current_fleet) for n in stored})
         raise UsageError(f"{name}: no such image in the store ({store.root}){_hint(name, choices)}")
 
     def image(self, name: str) -> StoredImage:
@@ -330,26 +416,52 @@ class Workspace:
 
         return load_image(self.store, self.stored_name(name))
 
-    def public_tags(self, name: str) -> list[str]:
-        """The tags that point at the same manifest as stored ``name`` (ids excluded)."""
-        store = self.store
-        digest = store.resolve(name)
-        return sorted(
-            n
-            for n, d, _ in store.names()
-            if d == digest and not n.startswith(("app.", "image.")) and "@" not in n
-        )
+    def fleet_tags(self, stored: str) -> list[str] | None:
+        """The tags the current fleet's spec gives the image stored as ``stored``
+        (``FLEET/app.NAME``), or None when it is not one of the current fleet's."""
+        found = names.split_id(stored)
+        if found is None or self.current_fleet is None or found[0] != self.current_fleet:
+            return None
+        image = self.fleet.images.get(found[1])
+        return list(image.tags) if image is not None else None
 
-    def layer_users(self, exclude: str = "") -> dict[str, set[str]]:
-        """diff_id -> the app names (without ``app.``) whose stored image holds it."""
+    def owned_names(self) -> set[str]:
+        """The stored names the current fleet makes or uses: its images' ids and tags,
+        and the names its bases are stored under. Empty without a current fleet."""
+        if self.current_fleet is None:
+            return set()
+        from pipeline.build.images import find_base
+
+        owned: set[str] = set()
+        for image_id, image in self.fleet.images.items():
+            owned.add(names.qualify(self.current_fleet, image_id))
+            owned.update(image.tags)
+            if image.base.kind in ("store", "registry"):
+                found = find_base(self.store, image.base.ref)
+                owned.update({image.base.ref, *([found] if found else [])})
+        return owned
+
+    def layer_users(self, exclude_manifest: str = "") -> dict[str, set[str]]:
+        """diff_id -> the apps (as :func:`pipeline.names.short` shows them) whose
+        stored image holds it, leaving out the images stored as ``exclude_manifest``
+        (so an image's sharers are the same whatever name it is asked by)."""
         from pipeline.build.images import load_image
 
         users: dict[str, set[str]] = {}
-        for other, _, _ in self.store.names():
-            if other.startswith("app.") and other != exclude:
+        for other, digest, _ in self.store.names():
+            if names.is_app_id(other) and digest != exclude_manifest:
+                shown = names.short(other, self.current_fleet)
                 for diff_id, _ in load_image(self.store, other).layers:
-                    users.setdefault(diff_id, set()).add(other.removeprefix("app."))
+                    users.setdefault(diff_id, set()).add(shown)
         return users
+
+
+class _Located(PipelineError):
+    """Another error, prefixed with the spec location it concerns; same exit status."""
+
+    def __init__(self, where: str, exc: PipelineError) -> None:
+        self.exit_code = exc.exit_code
+        super().__init__(f"{where}: {exc}")
 
 
 def _hint(name: str, choices: Sequence[str]) -> str:

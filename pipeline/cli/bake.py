@@ -188,7 +188,7 @@ def _build(
         ]
 
     try:
-        for done in write_outputs(ws.store, lowered, ws.epoch, cwd, push, environ):
+        for done in write_outputs(ws.store, lowered, ws.epoch, cwd, push, environ, ws.fleet_name):
             click.echo(f"{done.target}: {done.kind} {done.where}")
     finally:
         if registries is not None:

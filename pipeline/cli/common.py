@@ -97,6 +97,14 @@ def build_options(fn: F) -> F:
     fn = click.option(
         "--update", is_flag=True, help="Re-resolve registry bases and rewrite pipeline.lock."
     )(fn)
+    fn = click.option(
+        "--pull",
+        type=click.Choice(["missing", "always", "never"]),
+        default="missing",
+        show_default=True,
+        help="Registry bases: use the store's copy (under any name, localhost/ or not) "
+        "and pull what is missing; pull every one again; or never pull.",
+    )(fn)
     return registry_options(fn)
 
 

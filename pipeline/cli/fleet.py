@@ -67,6 +67,7 @@ def _run_build(
     insecure: bool = False,
     update: bool = False,
     cluster: str | None = None,
+    pull: str = "missing",
 ) -> None:
     from pipeline import report
     from pipeline.build.executor import BuildOptions
@@ -86,8 +87,10 @@ def _run_build(
     def pulled(ref: str, digest: str) -> None:
         click.echo(f"pulled {ref} ({digest})", err=True)
 
-    ws.ensure_registry_bases(update, insecure, ca_bundle, on_pull=pulled)
     targets = ws.select(names) if names else list(ws.fleet.outputs())
+    ws.ensure_registry_bases(
+        update, insecure, ca_bundle, on_pull=pulled, pull=pull, targets=targets
+    )
     graph = ws.compile(targets)
     options = BuildOptions(
         jobs=jobs or os.cpu_count() or 1,

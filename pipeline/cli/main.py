@@ -24,7 +24,7 @@ import click
 
 from pipeline.cli import bake, ci, container, fleet, images, maintenance, remote
 from pipeline.cli.common import Ctx
-from pipeline.errors import BuildFailed, PipelineError, escape
+from pipeline.errors import BuildFailed, PipelineError, UsageError, escape
 
 EX_SOFTWARE = 70
 _STORE: list[Path] = []  # the store of this invocation, once known
@@ -36,16 +36,48 @@ _STORE: list[Path] = []  # the store of this invocation, once known
     type=click.Path(path_type=Path, readable=False),
     envvar="PIPELINE_STORE",
     default=None,
-    help="Store directory (default: $PIPELINE_STORE or ~/.cache/pipeline).",
+    help="Store directory (default: $PIPELINE_STORE or ~/.cache/pipeline). A store "
+    "given so must exist (or be an empty directory) unless --init.",
+)
+@click.option(
+    "--init",
+    is_flag=True,
+    help="Create the --store / $PIPELINE_STORE directory if it does not exist.",
 )
 @click.version_option(package_name="pipeline")
 @click.pass_context
-def main(ctx: click.Context, store: Path | None) -> None:
+def main(ctx: click.Context, store: Path | None, init: bool) -> None:
     """Build a fleet of container images from declarative HCL specs, without a daemon."""
     from pipeline.store import default_store_path
 
+    if store is not None and not init:
+        check_store(store)
     ctx.obj = Ctx(store or default_store_path())
     _STORE[:] = [ctx.obj.store_path]
+
+
+def check_store(path: Path) -> None:
+    """UsageError unless ``path`` is a store or an empty directory: a mistyped
+    ``--store`` must not quietly start a new, empty store. (The default store, under
+    the user's cache directory, is made on first use.)"""
+    from pipeline.storedb import INDEX
+
+    try:
+        if (path / INDEX).exists() or (path.is_dir() and not any(path.iterdir())):
+            return
+    except OSError:
+        return  # unreadable: the store reports it in its own words
+    if path.is_dir():
+        raise UsageError(
+            f"{path}: not a pipeline store (no {INDEX}, and not empty); check --store or "
+            "PIPELINE_STORE"
+        )
+    if path.exists():
+        return  # a file: the store reports it in its own words
+    raise UsageError(
+        f"{path}: no such store; check --store or PIPELINE_STORE, or add --init to create "
+        "it (pipeline --init --store DIR ...)"
+    )
 
 
 for command in (
@@ -60,6 +92,8 @@ for command in (
     images.import_,
     images.du,
     images.prune,
+    images.tag,
+    images.rmi,
     images.bootstrap,
     container.run_,
     remote.push,

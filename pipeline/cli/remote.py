@@ -18,7 +18,15 @@ from pipeline.errors import UsageError
 
 @click.command()
 @click.argument("apps", nargs=-1)
-@click.option("--all", "all_", is_flag=True, help="Push every app (and tagged image) in the store.")
+@click.option(
+    "--all", "all_", is_flag=True, help="Push every app (and tagged image) of the current fleet."
+)
+@click.option(
+    "--specs",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The current fleet's specs directory or file (default: ./specs when it exists).",
+)
 @click.option(
     "--to",
     "to",
@@ -40,38 +48,53 @@ def push(
     apps: Sequence[str],
     all_: bool,
     to: str | None,
+    specs: Path | None,
     compress: str,
     insecure: bool,
     ca_bundle: Path | None,
 ) -> None:
-    """Push apps to a registry: every tag of each app (tags name their registry, e.g.
-    registry.example.com:5000/team/web:1.2), or one app to --to."""
+    """Push what the current fleet built: each app (or image) to the tags its spec
+    gives it now (tags name their registry, e.g. registry.example.com:5000/team/web:1.2),
+    or one image to --to. A plain name (a tag) is pushed to itself. Names that once
+    pointed at the same image are never used."""
+    from pipeline import names as store_names
     from pipeline.build.push import BlobPusher, push_image
     from pipeline.registry.reference import Reference
     from pipeline.report import human_bytes
 
-    ws = workspace(ctx)
+    ws = workspace(ctx, specs)
     store = ws.store
     if not apps and not all_:
         raise UsageError("push: name the apps to push, or give --all")
     if to is not None and (all_ or len(apps) != 1):
         raise UsageError("push --to: give exactly one app")
     named = [ws.stored_name(a) for a in apps]
-    names = list(named)
+    chosen = list(named)
     if all_:
-        for n, _, _ in store.names():
-            wanted = n.startswith("app.") or (n.startswith("image.") and ws.public_tags(n))
-            if wanted and n not in names:
-                names.append(n)
+        if ws.current_fleet is None:
+            raise UsageError("push --all: no current fleet (no ./specs; give --specs)")
+        for image_id in ws.fleet.outputs():
+            stored = store_names.qualify(ws.current_fleet, image_id)
+            if store.resolve(stored) is None:
+                click.echo(f"{stored}: not built; skipped", err=True)
+            elif stored not in chosen:
+                chosen.append(stored)
     plan: list[tuple[str, list[Any]]] = []
-    for name in names:
+    for name in chosen:
         if to is not None:
             ref = Reference.parse(to)
             if ref.digest:
                 raise UsageError(f"push --to {to}: give a tag, not a digest")
             plan.append((name, [ref.with_tag(ref.tag or "latest")]))
             continue
-        tags = ws.public_tags(name)
+        tags = ws.fleet_tags(name)
+        if tags is None and store_names.is_id(name):
+            raise UsageError(
+                f"{name}: not an app of the current fleet ({ws.current_fleet or 'none'}), so "
+                "its tags are not known; give --to REGISTRY/REPO:TAG, or push from its fleet"
+            )
+        if tags is None:
+            tags = [name]  # a tag: pushed to itself
         if not tags:
             if all_ and name not in named:
                 click.echo(f"{name}: no tags; skipped (push it with --to)", err=True)

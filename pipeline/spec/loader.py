@@ -27,6 +27,7 @@ from pipeline.model import (
     Fleet,
     ImageDef,
 )
+from pipeline.names import check_fleet_name
 from pipeline.spec.blocks import BlockLoader
 from pipeline.spec.lower import AppFields, lower_app
 from pipeline.spec.schema import (
@@ -86,7 +87,20 @@ class Loader(BlockLoader):
             images=dict(sorted(images.items())),
             groups=dict(sorted(groups.items())),
             files=tuple(f.path for f in self.files),
+            name=self.fleet_name(),
         )
+
+    def fleet_name(self) -> str:
+        """The top-level ``fleet = "NAME"`` (variables allowed), or "" when unset."""
+        attr = self.fleet_attr
+        if attr is None:
+            return ""
+        value = self.checked(attr, "string", self.scope, "")
+        name = str(value or "")
+        problem = check_fleet_name(name)
+        if problem is not None:
+            raise SpecError(attr.loc, f'attribute "fleet": {problem}')
+        return name
 
     def expand_matrix(self, decl: Decl) -> None:
         """Evaluate ``matrix``/``name``; record the apps a matrix block makes."""
@@ -439,7 +453,8 @@ def load_fleet(
     *,
     parse_cache: ParseCache | None = None,
 ) -> Fleet:
-    """Load every ``*.hcl`` file directly in ``specs_dir`` (sorted by name) as one fleet.
+    """Load every ``*.hcl`` file directly in ``specs_dir`` (sorted by name) as one fleet,
+    or ``specs_dir`` alone when it is a file.
 
     Variables take ``overrides`` (``--set``) first, then ``environ[NAME]``, then their
     default; ``environ=None`` reads no environment at all. Relative paths resolve
@@ -449,10 +464,13 @@ def load_fleet(
     Files that hold bake ``target``/``function`` blocks are read as a bake project
     (:func:`pipeline.spec.bakeproject.load_bake_specs`).
     """
-    paths = sorted(p for p in specs_dir.glob("*.hcl") if p.is_file())
-    if not paths:
-        raise SpecError(Location(str(specs_dir)), "no *.hcl spec files in this directory")
-    files = [parse_file(p, str(specs_dir / p.name), parse_cache) for p in paths]
+    if specs_dir.is_file():  # one spec file alone
+        files = [parse_file(specs_dir, str(specs_dir), parse_cache)]
+    else:
+        paths = sorted(p for p in specs_dir.glob("*.hcl") if p.is_file())
+        if not paths:
+            raise SpecError(Location(str(specs_dir)), "no *.hcl spec files in this directory")
+        files = [parse_file(p, str(specs_dir / p.name), parse_cache) for p in paths]
     from pipeline.spec.bakeproject import is_bake, load_bake_specs
 
     if is_bake(files):  # target blocks: read with bake's rules (see spec.bakeproject)

@@ -64,6 +64,7 @@ class LoaderBase:
     app_names: dict[str, Location] = field(default_factory=dict)
     resolved: dict[str, dict[str, Val]] = field(default_factory=dict)
     ignores: dict[Path, tuple[str, ...]] = field(default_factory=dict)
+    fleet_attr: Attribute | None = None  # the top-level ``fleet = "NAME"``
 
     def of_kind(self, kind: str) -> list[Decl]:
         return [d for (k, _), d in self.decls.items() if k == kind]
@@ -71,11 +72,16 @@ class LoaderBase:
     def collect(self, file: File) -> None:
         directory = Path(os.path.abspath(Path(file.path).parent))
         for item in file.body:
+            if isinstance(item, Attribute) and item.name == "fleet":
+                if self.fleet_attr is not None:
+                    raise SpecError(item.loc, f'"fleet" is already set at {self.fleet_attr.loc}')
+                self.fleet_attr = item
+                continue
             if isinstance(item, Attribute):
                 raise SpecError(
                     item.loc,
                     f'unexpected attribute "{item.name}" at the top level '
-                    "(attributes belong inside a block)",
+                    '(attributes belong inside a block; the one top-level attribute is "fleet")',
                 )
             kind = item.type
             if kind not in TOP_BLOCKS:
