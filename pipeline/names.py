@@ -101,6 +101,8 @@ def candidates(name: str, current: str | None) -> list[str]:
     the bare ids of older stores."""
     out = [name]
     ids = [name] if name.startswith(KINDS) else [f"app.{name}", f"image.{name}"]
+    if "/" in name and not name.startswith(KINDS):
+        ids = []  # FLEET/APP or a tag with a path: never read as the current fleet's
     if current:
         out += [qualify(current, i) for i in ids]
     head, sep, tail = name.partition("/")

@@ -169,7 +169,8 @@ def test_bench_changes_and_figures(tmp_path: Path) -> None:
     assert (f["layers_rebuilt"], f["saved_bytes"]) == (1, 200)
     argv = bench.build_all_argv(Path("/s"), Path("/specs"), Path("/r.json"), 2, python="py")
     assert argv == ["py", "-m", "pipeline", "--init", "--store", "/s", "build-all",
-                    "--specs", "/specs", "--progress", "quiet", "--json-report", "/r.json", "-j", "2"]  # fmt: skip
+                    "--specs", "/specs", "--progress", "quiet", "--json-report", "/r.json",
+                    "-j", "2"]  # fmt: skip
 
 
 def test_dag_source_marks_shared_nodes() -> None:

@@ -152,7 +152,8 @@ def test_tags_resolve_and_prune_keeps_only_what_names_reach(tmp_path: Path) -> N
     assert store.resolve("demo:1") == digest
     assert store.resolve(f"demo@{digest}") == digest
     assert store.resolve("nope:1") is None
-    layers, blobs, freed = store.prune()
+    pruned = store.prune()
+    layers, blobs, freed = len(pruned.layers), pruned.blobs, pruned.freed
     assert (layers, blobs) == (1, 0)
     assert freed == 4
     assert store.has_layer(kept) and not store.has_layer(dropped)

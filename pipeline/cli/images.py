@@ -235,11 +235,15 @@ def _removed(result: Pruned, dry_run: bool) -> None:
     for diff_id, size, made_by in result.layers:
         what = f"  {made_by[:60]}" if made_by else ""
         click.echo(f"{verb} layer {short(diff_id)} {human_bytes(size):>10}{what}")
-    names = f"{len(result.names)} names, " if result.names else ""
+    names = f"{_n(len(result.names), 'name')}, " if result.names else ""
     click.echo(
-        f"{verb} {names}{len(result.layers)} layers, {result.blobs} blobs, "
+        f"{verb} {names}{_n(len(result.layers), 'layer')}, {_n(result.blobs, 'blob')}, "
         f"{human_bytes(result.freed)}"
     )
+
+
+def _n(count: int, what: str) -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
 
 
 @click.command()
