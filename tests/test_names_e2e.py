@@ -113,7 +113,12 @@ def test_tag_rmi_and_prune_manage_names_and_free_bytes(
     cli = repo(store_path, root)
     cli("build-all", "--progress", "quiet")
     cli("tag", "api", "mine/api:1")
-    assert "mine/api:1" in names_in(cli)
+    cli("tag", "mine/api:1", "scratch:1")
+    assert {"mine/api:1", "scratch:1"} <= set(names_in(cli))
+    assert cli("untag", "scratch:1").stdout == "untagged: scratch:1\n"
+    assert "scratch:1" not in names_in(cli)
+    proc = cli("tag", "api", "other/app.api", check=False)  # ids are the builder's
+    assert proc.returncode == 2 and "kept for the images a fleet builds" in proc.stderr
     assert cli("run", "mine/api:1").stdout == "shop\n"
     # a name the current fleet makes is refused without --force
     proc = cli("rmi", "api", check=False)
@@ -149,7 +154,7 @@ def test_images_filters_and_json(busybox_store: Cli, store_path: Path, tmp_path:
     cli = repo(store_path, fleet_dir(tmp_path / "f", "f", tags='"acme/web:2"'))
     cli("build-all", "--progress", "quiet")
     table = cli("images", "acme/*").stdout.splitlines()
-    assert table[0].split() == ["NAME", "MANIFEST", "LAYERS", "SIZE", "TAGGED"]
+    assert table[0].split() == ["NAME", "MANIFEST", "LAYERS", "SIZE"]
     assert [line.split()[0] for line in table[1:]] == ["acme/web:2"]
     rows = json.loads(cli("images", "*app.*", "--format", "json").stdout)
     assert [(r["name"], r["fleet"], r["layers"]) for r in rows] == [("f/app.web", "f", 2)]
@@ -207,6 +212,17 @@ def test_store_images_are_bases_as_they_are_and_pull_policy(
         'specs/more.hcl:6:3: app "far": FROM 127.0.0.1:9/none/base:1: not in the store, '
         "and --pull=never"
     )
+    # in a Dockerfile, the error names the Dockerfile's FROM line
+    (root / "specs" / "legacy").mkdir()
+    (root / "specs" / "legacy" / "Dockerfile").write_text(
+        '# a legacy app\nFROM 127.0.0.1:9/none/old:2\nCMD ["true"]\n'
+    )
+    (root / "specs" / "legacy.hcl").write_text(
+        'app "legacy" { dockerfile = "legacy/Dockerfile" }\n'
+    )
+    proc = cli("build", "legacy", "--pull=never", check=False)
+    assert proc.returncode == 2
+    assert re.match(r"\S*specs/legacy/Dockerfile:2(:1)?: app \"legacy\": FROM 127", proc.stderr)
     # a registry that cannot be reached: the error starts at the FROM's line too
     proc = cli("build", "far", check=False, env={"PIPELINE_REGISTRY_RETRIES": "1"})
     assert proc.returncode != 0

@@ -1,5 +1,5 @@
 """Commands on what the store holds: ``images``, ``history``, ``inspect``, ``export``,
-``import``, ``du``, ``prune``, ``tag``, ``rmi`` and ``bootstrap``."""
+``import``, ``du``, ``prune``, ``tag``, ``rmi``, ``untag`` and ``bootstrap``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from pipeline.build.workspace import Workspace
 from pipeline.cli.common import workspace
 from pipeline.errors import UsageError
 from pipeline.storerecords import Pruned
@@ -56,7 +57,7 @@ def images(ctx: click.Context, pattern: str | None, fmt: str) -> None:
     from pipeline.report import human_bytes
 
     store = workspace(ctx).store
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, digest, updated in store.names():
         if pattern and not fnmatch.fnmatchcase(name, pattern):
             continue
@@ -70,19 +71,15 @@ def images(ctx: click.Context, pattern: str | None, fmt: str) -> None:
                 "layers": len(image.layers),
                 "size": sum(s for _, s in image.layers),
                 "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(updated)),
-                "_updated": updated,
             }
         )
     if fmt == "json":
-        out = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'NAME':<40} {'MANIFEST':<14} {'LAYERS':>6} {'SIZE':>10}  TAGGED")
+    click.echo(f"{'NAME':<40} {'MANIFEST':<14} {'LAYERS':>6} {'SIZE':>10}")
     for r in rows:
-        click.echo(
-            f"{r['name']:<40} {short(str(r['manifest'])):<14} {r['layers']:>6} "
-            f"{human_bytes(int(r['size'])):>10}  {ago(float(r['_updated']))}"  # type: ignore[arg-type]
-        )
+        size = human_bytes(r["size"])
+        click.echo(f"{r['name']:<40} {short(str(r['manifest'])):<14} {r['layers']:>6} {size:>10}")
 
 
 @click.command()
@@ -281,7 +278,34 @@ def rmi(
     does). A name an app of the current fleet owns (its id, its tags, its base) is
     refused unless --force."""
     ws = workspace(ctx, specs)
-    stored = list(dict.fromkeys(ws.stored_name(n) for n in names_))
+    stored = _removable(ws, names_, force)
+    if no_prune:
+        for name in stored:
+            ws.store.drop_name(name)
+            click.echo(f"untagged: {name}")
+        return
+    _removed(ws.store.prune(stored, only_dropped=True), False)
+
+
+@click.command()
+@click.argument("names_", metavar="NAME...", nargs=-1, required=True)
+@click.option(
+    "-f", "--force", is_flag=True, help="Also remove names the current fleet makes or uses."
+)
+@fleet_option
+@click.pass_context
+def untag(ctx: click.Context, names_: tuple[str, ...], force: bool, specs: Path | None) -> None:
+    """Remove image names only (``rmi --no-prune``); ``prune`` frees what they reached."""
+    ws = workspace(ctx, specs)
+    for name in _removable(ws, names_, force):
+        ws.store.drop_name(name)
+        click.echo(f"untagged: {name}")
+
+
+def _removable(ws: Workspace, given: tuple[str, ...], force: bool) -> list[str]:
+    """The stored names ``given`` means; UsageError for one the current fleet makes
+    or uses (unless ``force``)."""
+    stored = list(dict.fromkeys(ws.stored_name(n) for n in given))
     owned = ws.owned_names() if not force else set()
     for name in stored:
         if name in owned:
@@ -289,12 +313,7 @@ def rmi(
                 f"{name}: the current fleet ({ws.current_fleet}) makes or uses it; "
                 "remove it with --force"
             )
-    if no_prune:
-        for name in stored:
-            ws.store.drop_name(name)
-            click.echo(f"untagged: {name}")
-        return
-    _removed(ws.store.prune(stored, only_dropped=True), False)
+    return stored
 
 
 @click.command()

@@ -94,6 +94,7 @@ for command in (
     images.prune,
     images.tag,
     images.rmi,
+    images.untag,
     images.bootstrap,
     container.run_,
     remote.push,
