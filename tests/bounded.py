@@ -97,7 +97,7 @@ def pipeline_argv(*args: str) -> list[str]:
 
 def base_env(store: Path, **extra: str) -> dict[str, str]:
     if not store.exists():  # a store given by PIPELINE_STORE must exist (or --init)
-        store.mkdir(parents=True)
+        store.mkdir(mode=0o700, parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     env.update(PIPELINE_STORE=str(store), **extra)
     return env

@@ -31,7 +31,7 @@ def make_cli(store: Path, cwd: Path) -> Cli:
         *args: str, check: bool = True, env: dict[str, str] | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
         if not store.exists():  # a store given by PIPELINE_STORE must exist (or --init)
-            store.mkdir(parents=True)
+            store.mkdir(mode=0o700, parents=True)
         full_env = dict(os.environ, PIPELINE_STORE=str(store), **(env or {}))
         proc = subprocess.run(
             [sys.executable, "-m", "pipeline", *args],

@@ -305,7 +305,7 @@ def scan_and_remove(rootfs: Path, work: Path) -> dict[str, oracle.Entry]:
 
 def pipeline_cli(store: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     if not store.exists():  # a store given by PIPELINE_STORE must exist (or --init)
-        store.mkdir(parents=True)
+        store.mkdir(mode=0o700, parents=True)
     env = dict(os.environ, PIPELINE_STORE=str(store))
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],

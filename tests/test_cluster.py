@@ -292,7 +292,7 @@ def manifests(report: dict[str, Any]) -> dict[str, str]:
 
 def client_argv(store: Path, *args: str) -> tuple[list[str], dict[str, str]]:
     if not store.exists():  # a store given by PIPELINE_STORE must exist (or --init)
-        store.mkdir(parents=True)
+        store.mkdir(mode=0o700, parents=True)
     env = dict(os.environ, PIPELINE_STORE=str(store))
     return [sys.executable, "-m", "pipeline", *args], env
 

@@ -54,7 +54,7 @@ def fleet(tmp_path: Path, busybox_store: Cli) -> Path:
 
 def _env(store: Path) -> dict[str, str]:
     if not store.exists():  # a store given by PIPELINE_STORE must exist (or --init)
-        store.mkdir(parents=True)
+        store.mkdir(mode=0o700, parents=True)
     return dict(os.environ, PIPELINE_STORE=str(store))
 
 
