@@ -25,7 +25,9 @@ class BindMount:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What to run and how. ``argv`` is final: shell form is ``("/bin/sh", "-c", cmd)``."""
+    """What to run and how. ``argv`` is final: shell form is ``("/bin/sh", "-c", cmd)``.
+    ``tty`` (``run_interactive`` only): the command gets a terminal of the sandbox's own
+    devpts on fds 0-2, relayed to the caller's (``docker run -t``)."""
 
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
@@ -35,6 +37,7 @@ class RunSpec:
     binds: tuple[BindMount, ...] = ()
     hostname: str = "pipeline"
     resolv: bool = True
+    tty: bool = False
 
 
 @dataclass(frozen=True)

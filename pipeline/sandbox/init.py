@@ -51,6 +51,7 @@ be confined or started.
 from __future__ import annotations
 
 import _signal as signal  # type: ignore[import-not-found]  # the C module: `signal` would import enum (~6 ms)
+import _socket  # the C module, for the terminal's fd only: `socket` would import enum
 import ctypes
 import marshal
 import os
@@ -84,6 +85,7 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+TIOCSCTTY = 0x540E
 
 SETUP_FAILED = 125
 MAX_SYMLINKS = 40
@@ -99,6 +101,7 @@ FORWARDED = (
 
 libc.unshare.argtypes = (ctypes.c_int,)
 libc.sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+libc.ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_int)
 
 
 # Signal forwarding: stage 1 forwards to stage 2, stage 2 to the workload's group.
@@ -186,6 +189,8 @@ def _stage1(argv: list[str]) -> NoReturn:
         os.close(alive_w)
         _stage2(spec, alive_r)
     os.close(alive_r)
+    if spec["console_fd"] >= 0:  # stage 2 sends the terminal; EOF once it is gone
+        os.close(spec["console_fd"])
     _set_target(pid, group=False)
     os._exit(_wait_for(pid))
 
@@ -216,8 +221,10 @@ def _stage2(spec: dict[str, Any], alive_r: int) -> NoReturn:
     if pid == 0:
         _exec_workload(plan)
     # The child does it too; whichever runs first wins (contextlib would cost an import).
-    try:  # noqa: SIM105
-        os.setpgid(pid, pid)
+    # With a terminal the child makes its own session (a group leader could not).
+    try:
+        if plan["tty_fd"] < 0:
+            os.setpgid(pid, pid)
     except OSError:
         pass
     _set_target(pid, group=True)
@@ -240,7 +247,10 @@ def _exec_workload(plan: dict[str, Any]) -> NoReturn:
     uid: int = plan["uid"]
     caps: int = plan["caps"]
     try:
-        os.setpgid(0, 0)
+        if plan["tty_fd"] >= 0:
+            _take_terminal(plan["tty_fd"])
+        else:
+            os.setpgid(0, 0)
         for sig in (*FORWARDED, signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
         if plan["stdin_null"]:  # the rootfs's own /dev/null, not the caller's
@@ -271,6 +281,34 @@ def _exec_workload(plan: dict[str, Any]) -> NoReturn:
     except OSError as exc:
         _die(126, f"pipeline: exec {argv[0]}: {exc.strerror}")
     _die(126, "pipeline: exec returned")
+
+
+def _take_terminal(fd: int) -> None:
+    """A new session whose controlling terminal is the pty ``fd``, on fds 0-2."""
+    os.setsid()
+    check(libc.ioctl(fd, TIOCSCTTY, 0), "ioctl(TIOCSCTTY)")
+    for target in (0, 1, 2):
+        os.dup2(fd, target)
+    os.close(fd)
+
+
+def _open_console(console_fd: int, uid: int) -> int:
+    """After the pivot: a pty of the sandbox's own devpts (``/dev/ptmx`` is its
+    ``pts/ptmx``), as runc makes one. The master goes to the caller over the unix
+    socket ``console_fd`` (SCM_RIGHTS) and is closed here; the slave, owned by the
+    workload's user, is returned for the workload. Nothing of the host's devpts is
+    ever handed in, and the caller relays bytes, so the step never holds the caller's
+    terminal."""
+    master, slave = os.openpty()
+    os.fchown(slave, uid, -1)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, console_fd)
+    try:
+        rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, master.to_bytes(4, sys.byteorder))]
+        sock.sendmsg([b"t"], rights)
+    finally:
+        sock.close()
+        os.close(master)
+    return slave
 
 
 def _execvpe(argv: list[str], env: dict[str, str]) -> NoReturn:
@@ -368,6 +406,7 @@ def _setup(spec: dict[str, Any]) -> dict[str, Any]:
     sys.path_importer_cache.clear()
     read_only_paths()
     mask_paths()
+    tty_fd = -1 if spec["console_fd"] < 0 else _open_console(spec["console_fd"], uid)
     return {
         "workdir": spec["workdir"],  # chdir after the pivot: symlinks resolve in the image
         "argv": spec["argv"],
@@ -379,6 +418,7 @@ def _setup(spec: dict[str, Any]) -> dict[str, Any]:
         "seccomp": seccomp,
         "landlock": landlock,
         "stdin_null": spec["stdin_null"],
+        "tty_fd": tty_fd,
         "placeholders": placeholders,
     }
 

@@ -314,19 +314,34 @@ def run_interactive(
     spec: RunSpec,
     *,
     forward_signals: bool = True,
+    stdin: bool = True,
 ) -> int:
     """Run ``spec`` in the same sandbox as :func:`run_step`, attached to the caller's
-    stdin/stdout/stderr (for ``pipeline run``); returns its exit code.
+    stdout/stderr and, with ``stdin``, its stdin (else the rootfs's /dev/null), for
+    ``pipeline run``; returns its exit code.
 
-    The sandbox runs in its own session, so a terminal's Ctrl-C reaches only the caller;
-    with ``forward_signals`` (main thread only) SIGINT, SIGTERM, SIGHUP and SIGQUIT are
-    forwarded to the process group of the started command, once each, and the previous
-    handlers are restored afterwards. Use ``network="default"`` for a server the host can
-    reach. When it returns, nothing is mounted anywhere; ``upper`` holds whatever the
-    command wrote (the caller throws it away), cleaned of placeholders as in ``run_step``.
+    With ``spec.tty`` the command gets a pty of the sandbox's own devpts instead, made by
+    its pid 1 and relayed here (:mod:`pipeline.sandbox.pty`): the caller's terminal, in
+    raw mode meanwhile, never reaches the sandbox. The sandbox runs in its own session, so
+    a terminal's Ctrl-C reaches only the caller (or, through the relay in raw mode, the
+    command's own terminal); with ``forward_signals`` (main thread only) SIGINT, SIGTERM,
+    SIGHUP and SIGQUIT are forwarded to the process group of the started command, once
+    each, and SIGWINCH resizes its terminal; the previous handlers are restored
+    afterwards. Use ``network="default"`` for a server the host can reach. When it
+    returns, nothing is mounted anywhere; ``upper`` holds whatever the command wrote (the
+    caller throws it away), cleaned of placeholders as in ``run_step``.
     """
+    from pipeline.sandbox import pty
+
     with _Sandbox(lowerdirs, upper, work, spec) as box:
-        proc = box.start(stdin=None, stdout=None, stderr=None)
+        console = pty.console_pair() if spec.tty else None
+        box.console_fd = console[1] if console else -1
+        try:
+            proc = box.start(stdin=None if stdin else subprocess.DEVNULL, stdout=None, stderr=None)
+        finally:
+            if console:
+                os.close(console[1])
+        master = pty.receive_master(console[0]) if console else None
         previous: dict[int, Any] = {}
 
         def forward(signum: int, _frame: object) -> None:
@@ -336,11 +351,19 @@ def run_interactive(
         if forward_signals and threading.current_thread() is threading.main_thread():
             for sig in _FORWARDED:
                 previous[sig] = signal.signal(sig, forward)
+            if master is not None:
+                previous[signal.SIGWINCH] = signal.signal(
+                    signal.SIGWINCH, lambda *_: pty.copy_window_size(master)
+                )
         try:
+            if master is not None:
+                pty.relay(master, stdin_fd=0 if stdin else None, stdout_fd=1)
             proc.wait()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            if master is not None:
+                os.close(master)
         return box.finish(())
 
 
@@ -367,6 +390,7 @@ class _Sandbox:
         self.status_r = -1
         self.status: dict[str, Any] = {}
         self.pidfd = -1
+        self.console_fd = -1  # the sandbox's end of the terminal's socket (tty only)
 
     def __enter__(self) -> _Sandbox:
         _validate(self.lowerdirs, self.upper, self.work, self.spec)
@@ -395,7 +419,8 @@ class _Sandbox:
             "network": spec.network,
             "hostname": spec.hostname,
             "resolv": spec.resolv,
-            "stdin_null": stdin is subprocess.DEVNULL,
+            "stdin_null": stdin is subprocess.DEVNULL and not spec.tty,
+            "console_fd": self.console_fd,
             "binds": [
                 {"source": os.path.abspath(b.source), "target": b.target, "readonly": b.readonly}
                 for b in spec.binds
@@ -411,7 +436,7 @@ class _Sandbox:
                     stdin=stdin,
                     stdout=stdout,
                     stderr=stderr,
-                    pass_fds=(status_w, spec_fd),
+                    pass_fds=(status_w, spec_fd, *([self.console_fd] * (self.console_fd >= 0))),
                     env=_CHILD_ENV,
                     start_new_session=True,
                 )
