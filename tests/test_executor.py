@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.build.executor import BuildOptions, NullReporter, build
 from pipeline.graph import BuildGraph, LayerNode, compile_fleet
-from pipeline.model import BaseRef, Copy, Fleet, ImageDef, Run
+from pipeline.model import BaseRef, Copy, Fleet, ImageDef, Mount, Run
 from pipeline.sandbox.api import RunResult, RunSpec
 from pipeline.store import Store
 
@@ -220,3 +220,52 @@ def test_a_file_edited_after_planning_is_never_stored_under_the_old_key(
     replanned = compile_fleet(fleet, {}, digest)
     again = build(replanned, store, ["app.a"], BuildOptions(jobs=1), None, FakeRunner())
     assert again.failures == () and "app.a" in again.images
+
+
+@dataclass
+class EnvRunner(FakeRunner):
+    """A FakeRunner that also keeps each step's environment by name."""
+
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def run_step(
+        self,
+        lowerdirs: Sequence[Path],
+        upper: Path,
+        work: Path,
+        spec: RunSpec,
+        on_output: Callable[[str], None] | None = None,
+    ) -> RunResult:
+        self.envs[spec.argv[-1].split()[1]] = dict(spec.env)
+        return super().run_step(lowerdirs, upper, work, spec, on_output)
+
+
+def test_steps_with_a_cache_mount_see_one_build_id_per_build(store: Store) -> None:
+    """PIPELINE_BUILD_ID: the same in every cache-mounting step of one build, another in
+    the next build, absent from steps without a cache mount; never part of a key."""
+    cache = (Mount("cache", "/var/cache/x", id="x"),)
+
+    def images(tag: str) -> list[ImageDef]:
+        steps = (Run(f"work m{tag} 0", mounts=cache), Run(f"work n{tag} 0"))
+        other = (Run(f"work o{tag} 0", mounts=cache),)
+        return [
+            ImageDef("app.a", BaseRef("scratch", "scratch"), steps, is_app=True),
+            ImageDef("app.b", BaseRef("scratch", "scratch"), other, is_app=True),
+        ]
+
+    runner = EnvRunner()
+    first, second = BuildOptions(jobs=2), BuildOptions(jobs=2)
+    assert first.build_id != second.build_id
+    build(compile_(*images("1")), store, ["app.a", "app.b"], first, None, runner)
+    build(compile_(*images("2")), store, ["app.a", "app.b"], second, None, runner)
+    ids = {name: env.get("PIPELINE_BUILD_ID") for name, env in runner.envs.items()}
+    assert ids == {
+        "m1": first.build_id,
+        "o1": first.build_id,
+        "n1": None,
+        "m2": second.build_id,
+        "o2": second.build_id,
+        "n2": None,
+    }
+    same = compile_(*images("1"))
+    assert set(same.nodes) == set(compile_(*images("1")).nodes)  # keys do not see it

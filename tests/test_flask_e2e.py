@@ -43,11 +43,11 @@ def get(url: str, deadline: float = 30) -> str:
 
 
 def serve(store: Path, work: Path, app: str, stop: signal.Signals) -> str:
-    """`pipeline run APP -p PORT:5000`, GET / through the forwarded port, then stop it
+    """`pipeline run -p PORT:5000 APP`, GET / through the forwarded port, then stop it
     with ``stop`` and check it exits. Returns the body."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", app, "-p", f"{port}:5000"],
+        [sys.executable, "-m", "pipeline", "run", "-p", f"{port}:5000", app],
         cwd=work,
         env=dict(os.environ, PIPELINE_STORE=str(store)),
         stdout=subprocess.PIPE,

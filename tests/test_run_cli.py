@@ -133,6 +133,10 @@ def test_entrypoint_override_and_exit_codes_pass_through(store: Cli) -> None:
     # a leading -- before the command is dropped; flags after the image are the command's
     assert store("run", "busybox", "--", "echo", "-n", "x").stdout == "x"
     assert store("run", "busybox", "ls", "-d", "/").stdout == "/\n"
+    # one of our options after the image goes to the command too, with a note
+    late = store("run", "busybox", "-e", "X=1", check=False)
+    assert late.returncode == 127
+    assert "note: -e comes after the image name" in late.stderr
 
 
 def test_network_none_has_only_loopback_host_has_more(store: Cli) -> None:

@@ -15,7 +15,7 @@ import pytest
 from pipeline.errors import Location, SpecError
 from pipeline.model import BaseRef, Copy, Fleet, ImageDef, Meta, Mount, Run
 from pipeline.spec.loader import load_fleet
-from pipeline.spec.lower import APT_TEMPLATE, PIP_TEMPLATE, AppFields, lower_app
+from pipeline.spec.lower import APT_MOUNTS, APT_TEMPLATE, PIP_TEMPLATE, AppFields, lower_app
 
 CASES = Path(__file__).parent / "cases" / "bad_specs"
 
@@ -363,6 +363,12 @@ def test_same_packages_in_any_order_lower_to_equal_steps(tmp_path: Path) -> None
     assert unlocated(a) == unlocated(b)
     assert isinstance(a.steps[0], Run) and isinstance(a.steps[1], Run)
     assert a.steps[0].command == APT_TEMPLATE.format(packages="curl git")
+    # apt's lists and .debs go to cache mounts, never into the layer
+    assert a.steps[0].mounts == APT_MOUNTS
+    assert {(m.type, m.target) for m in APT_MOUNTS} == {
+        ("cache", "/var/lib/apt/lists"),
+        ("cache", "/var/cache/apt"),
+    }
     assert a.steps[1].command == PIP_TEMPLATE.format(packages="flask==3.0.3 requests==2.32.3")
 
 

@@ -4,6 +4,7 @@ tiny busybox base from Debian's busybox-static. Spawns only those two tools' wor
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError, UsageError
 
+APT_CLEAN = 'APT::Keep-Downloaded-Packages "false";'
 DEBIAN_SUITES = ("bookworm", "trixie", "bullseye", "sid", "stable", "testing", "unstable")
 
 
@@ -20,11 +22,24 @@ def parse_name(name: str) -> tuple[str, str]:
     return repo, tag or "latest"
 
 
-def rootfs_tar(name: str, out: Path, include: Sequence[str] = (), epoch: int = 0) -> None:
+def rootfs_tar(
+    name: str,
+    out: Path,
+    include: Sequence[str] = (),
+    epoch: int = 0,
+    apt_cache: Path | None = None,
+) -> None:
     """Write a root filesystem tarball for ``name`` to ``out``.
 
     ``debian:SUITE`` runs mmdebstrap (minbase variant, root mode) with
     SOURCE_DATE_EPOCH=``epoch`` so the result is reproducible for a given mirror state;
+    with ``apt_cache`` (the store's cache dir that ``apt`` steps mount at /var/cache/apt)
+    the .debs found in its ``archives`` are used instead of downloading them again and
+    the ones downloaded are added there; none of them is in the tarball, whose
+    /var/cache/apt and /var/lib/apt/lists are empty. The image's apt drops what it
+    downloads after installing (``APT::Keep-Downloaded-Packages "false"``, the job of
+    docker-clean in Docker's debian images), so plain ``RUN apt-get install`` layers carry
+    no .debs either; ``apt`` steps keep them in their cache mount instead.
     ``busybox:TAG`` needs only /bin/busybox. Raises UsageError for other names and
     PipelineError (with mmdebstrap's last output lines) when the tool fails.
     """
@@ -69,8 +84,20 @@ def rootfs_tar(name: str, out: Path, include: Sequence[str] = (), epoch: int = 0
         '--aptopt=Dir::Cache::pkgcache ""',
         '--aptopt=Dir::Cache::srcpkgcache ""',
         '--customize-hook=rm -rf "$1/var/cache/ldconfig" && : > "$1/var/cache/ldconfig"'
-        " && sed -i 's|^log .*|log /dev/null|' \"$1/etc/dpkg/dpkg.cfg\"",
+        " && sed -i 's|^log .*|log /dev/null|' \"$1/etc/dpkg/dpkg.cfg\""
+        f' && echo {shlex.quote(APT_CLEAN)} > "$1/etc/apt/apt.conf.d/90pipeline-clean"',
     ]
+    if apt_cache is not None:
+        debs = apt_cache / "archives"
+        debs.mkdir(parents=True, exist_ok=True)
+        here = shlex.quote(str(debs))
+        argv += [
+            "--skip=essential/unlink",
+            '--setup-hook=mkdir -p "$1/var/cache/apt/archives" && find'
+            f' {here} -maxdepth 1 -name "*.deb" -exec cp -t "$1/var/cache/apt/archives" {{}} +',
+            f'--customize-hook=find "$1/var/cache/apt/archives" -maxdepth 1 -name "*.deb"'
+            f' -exec cp -n -t {here} {{}} + && rm -f "$1"/var/cache/apt/archives/*.deb',
+        ]
     if include:
         argv.append("--include=" + ",".join(include))
     argv += [suite, str(out)]

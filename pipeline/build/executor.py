@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ class BuildOptions:
     cache_from: RemoteCache | None = None
     cache_to: RemoteCache | None = None
     rebuild: frozenset[str] = frozenset()  # node keys built again, cache or not (no-cache)
+    # One per build: steps with a cache mount see it as PIPELINE_BUILD_ID (never in a
+    # key), so work on a shared cache can be done once per build (apt's lists).
+    build_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @dataclass(frozen=True)
@@ -397,6 +401,8 @@ def _run_step(
             binds.append(BindMount(source, mount.target, readonly=False))
         else:
             binds.append(BindMount(Path(mount.source), mount.target, readonly=True))
+    if options.build_id and any(m.type == "cache" for m in step.mounts):
+        env = tuple(sorted({**dict(env), BUILD_ID_VARIABLE: options.build_id}.items()))
     argv = ("/bin/sh", "-c", step.command) if isinstance(step.command, str) else step.command
     spec = RunSpec(
         argv=tuple(argv),
@@ -420,6 +426,7 @@ def _run_step(
 
 
 CA_TARGET = "/run/pipeline/ca-certificates.crt"
+BUILD_ID_VARIABLE = "PIPELINE_BUILD_ID"
 CA_VARIABLES = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 

@@ -77,6 +77,12 @@ def run_(
     del rm  # the default, and the only way
     if command[:1] == ("--",):
         command = command[1:]
+    elif command and command[0].split("=")[0] in _option_names(ctx):
+        click.echo(
+            f"note: {command[0]} comes after the image name, so it goes to the command;"
+            f" options come before IMAGE (pipeline run {command[0]} ... {image})",
+            err=True,
+        )
     if interactive and tty and not os.isatty(0):
         raise UsageError("run: -it: the input device is not a terminal (drop -t)")
     maps = [PortMap.parse(p) for p in publish]
@@ -121,6 +127,10 @@ def run_(
             for f in forwarders:
                 f.close()
     sys.exit(code)
+
+
+def _option_names(ctx: click.Context) -> set[str]:
+    return {name for param in ctx.command.params for name in getattr(param, "opts", ())}
 
 
 def command_line(

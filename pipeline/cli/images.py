@@ -158,7 +158,7 @@ def bootstrap(ctx: click.Context, name: str, include: str) -> None:
     with store.staging() as staging:
         tar = staging.path / "rootfs.tar"
         packages = [p for p in include.split(",") if p]
-        rootfs_tar(name, tar, packages, epoch)
+        rootfs_tar(name, tar, packages, epoch, store.cache_mount_dir("apt-archives"))
         created_by = f"pipeline bootstrap {name}" + (f" --include {include}" if include else "")
         digest, notes = import_image(store, tar, name, epoch, created_by)
     for note in notes:

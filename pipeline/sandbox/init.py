@@ -5,9 +5,10 @@ with only ``PIPELINE_SANDBOX_PATH`` (where the package lives) in its environment
 imported rather than run as a script, so its bytecode cache is used. ``FD`` is a memfd
 holding the ``marshal`` dump of the dict built by ``pipeline.sandbox._Sandbox.start``
 (same interpreter on both sides), so the spec (paths, environment) never shows in
-``/proc/1/cmdline``. Imports are builtins, ``ctypes``, :mod:`pipeline.sandbox.rootfs` and
-:mod:`pipeline.sandbox.confine` (``pipeline.users`` only for a non-root user), all before the
-pivot; after it ``sys.path`` is empty, so no module can ever be loaded from the image.
+``/proc/1/cmdline``. Imports are builtins, ``ctypes``, ``_socket``,
+:mod:`pipeline.sandbox.rootfs` and :mod:`pipeline.sandbox.confine` (``pipeline.users``
+only for a non-root user), all before the pivot; after it ``sys.path`` is empty, so no
+module can ever be loaded from the image.
 
 Process tree and who kills whom::
 
@@ -36,7 +37,11 @@ need CAP_SYS_PTRACE); once the workload is started it closes every fd but 0-2 an
 to CAP_KILL alone (to forward signals to a non-root workload). Its memory still maps the
 host's Python binary and libraries; only /proc/1/map_files would name them, which needs
 CAP_SYS_ADMIN. ``/proc/1/cmdline`` (world-readable) shows the Python path and ``-c`` code.
-fds 0-2 are the caller's (a pipe, a terminal, a file); a directory among them, which would
+With a terminal (``spec["console_fd"]``, a unix socket to the caller), pid 1 opens a pty
+in the sandbox's own devpts after the pivot, sends the master to the caller and hands the
+slave to the workload, which makes it its controlling terminal and fds 0-2; stage 1 closes
+its copy of the socket at once, so the caller sees EOF when setup fails.
+Otherwise fds 0-2 are the caller's (a pipe, a terminal, a file); a directory among them, which would
 lead back to the host's tree, never gets this far: Python refuses to start with one.
 
 Status goes to the caller on ``spec["status_fd"]`` as exactly one ``marshal``-ed dict,

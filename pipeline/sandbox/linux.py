@@ -39,7 +39,8 @@ What a step sees
     the uid, gid and supplementary groups ``spec.user`` resolves to in the image's own
     /etc/passwd and /etc/group; exactly ``spec.env`` plus ``PATH`` (:data:`DEFAULT_PATH`)
     and ``HOME`` (from passwd, else ``/``) when those are absent; umask 022; stdin
-    ``/dev/null`` (``run_step``) or the caller's (``run_interactive``).
+    ``/dev/null`` (``run_step``) or the caller's (``run_interactive``), or with
+    ``spec.tty`` fds 0-2 on a pty of the sandbox's own devpts, its controlling terminal.
 
 What the layer (``upper``) holds afterwards
     Exactly the step's changes in overlayfs upperdir format: new and copied-up files,

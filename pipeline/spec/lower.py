@@ -18,11 +18,31 @@ from dataclasses import dataclass
 from pipeline.errors import Location
 from pipeline.model import BaseRef, Copy, ImageDef, Meta, Mount, Pairs, Run, Step
 
+# apt's package lists and downloaded .debs live in two cache mounts (as BuildKit users
+# write `--mount=type=cache,target=/var/cache/apt` with docker-clean removed), never in
+# the layer. Steps of one build share them under a lock (apt cannot share its dirs), and
+# `apt-get update` runs once per build and set of sources: the first apt step of a build
+# refreshes the lists of its sources (by checksum of sources.list*, and architecture, so
+# two suites never see each other's lists) and stamps them with PIPELINE_BUILD_ID, which
+# the executor gives steps with cache mounts (never part of a key); later steps of the
+# same build with the same sources install from those lists. The image's own
+# /var/lib/apt/lists stays as the base had it (empty, as in Docker's images).
+APT_LISTS = "/var/lib/apt/lists"
 APT_TEMPLATE = (
-    "apt-get update && apt-get install -y --no-install-recommends {packages}"
-    " && rm -rf /var/lib/apt/lists/*"
+    f"set -e; exec 9>{APT_LISTS}/.pipeline-lock; flock 9;"
+    " src=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | cksum | tr -d ' ');"
+    f' lists="{APT_LISTS}/$src-$(dpkg --print-architecture)"; mkdir -p "$lists/partial";'
+    ' set -- -o "Dir::State::Lists=$lists/" -o APT::Keep-Downloaded-Packages=true;'
+    " id=$PIPELINE_BUILD_ID;"
+    ' if [ -z "$id" ] || [ "$(cat "$lists.build" 2>/dev/null)" != "$id" ];'
+    ' then apt-get "$@" -o Acquire::Languages=none update && echo "$id" > "$lists.build"; fi;'
+    ' apt-get "$@" install -y --no-install-recommends {packages}'
 )
 APT_ENV = (("DEBIAN_FRONTEND", "noninteractive"),)
+APT_MOUNTS = (
+    Mount(type="cache", target=APT_LISTS, id="apt-lists"),
+    Mount(type="cache", target="/var/cache/apt", id="apt-archives"),
+)
 # pip's HTTP cache keeps nothing when a proxy strips Cache-Control headers (seen here),
 # so the fleet shares a wheelhouse instead: downloads land once in the cache mount
 # (under a lock, as parallel steps share it) and installs read only from there.
@@ -89,6 +109,7 @@ def lower_app(app: AppFields) -> ImageDef:
         steps.append(
             Run(
                 APT_TEMPLATE.format(packages=" ".join(apt)),
+                mounts=APT_MOUNTS,
                 env=APT_ENV,
                 loc=app.apt_loc,
                 display=f"apt-get install {' '.join(apt)}",
