@@ -73,6 +73,9 @@ class Run:
     env: Pairs = ()
     loc: Location | None = None
     display: str = ""  # a short description for plans and progress; never part of a key
+    # The step sees PIPELINE_BUILD_ID (one per build, never part of a key), to do work on
+    # its cache mounts once per build: lowered apt steps refresh apt's lists with it.
+    build_id: bool = False
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ def rows() -> list[Row]:
         ),
         Row(
             "proc1-fd",
-            "ls /proc/1/fd/ ; for f in 0 1 2 3 4 5 6 7 8 9; do"
+            "ls -1 /proc/1/fd/ ; for f in 0 1 2 3 4 5 6 7 8 9; do"
             f" {PROBE} read /proc/1/fd/$f/{{secret_rel}} ; done",
             # pid 1 holds fds 0-2 only, and none of them can be opened through /proc
             ("0", "1", "2", "re:read /proc/1/fd/0/.*: EACCES", "re:read /proc/1/fd/3/.*: ENOENT"),
@@ -654,13 +654,17 @@ def test_after_the_table_the_host_is_untouched(built: dict[str, list[str]], host
 # --- a subset through `pipeline run` -------------------------------------------------------
 
 
+@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "tty"])
 @pytest.mark.parametrize("row", RUN_ROWS, ids=[r.id for r in RUN_ROWS])
 def test_escape_row_is_contained_in_pipeline_run(
-    row: Row, built: dict[str, list[str]], host: Host
+    row: Row, tty: bool, built: dict[str, list[str]], host: Host
 ) -> None:
+    """Each row through `pipeline run`, with its output on pipes and (-t) on the
+    sandbox's own terminal, which the relay copies to the pipe."""
     cli = make_cli(host.store, host.base)
     result = cli(
         "run",
+        *(["-t"] if tty else []),
         "escape/base:1",
         "--",
         "/bin/sh",

@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -240,14 +240,15 @@ class EnvRunner(FakeRunner):
         return super().run_step(lowerdirs, upper, work, spec, on_output)
 
 
-def test_steps_with_a_cache_mount_see_one_build_id_per_build(store: Store) -> None:
-    """PIPELINE_BUILD_ID: the same in every cache-mounting step of one build, another in
-    the next build, absent from steps without a cache mount; never part of a key."""
+def test_steps_that_ask_see_one_build_id_per_build(store: Store) -> None:
+    """PIPELINE_BUILD_ID: the same in every step that asks for it in one build, another
+    in the next build, absent from the others (a cache mount alone, as a Dockerfile's,
+    does not get it); never part of a key."""
     cache = (Mount("cache", "/var/cache/x", id="x"),)
 
     def images(tag: str) -> list[ImageDef]:
-        steps = (Run(f"work m{tag} 0", mounts=cache), Run(f"work n{tag} 0"))
-        other = (Run(f"work o{tag} 0", mounts=cache),)
+        steps = (Run(f"work m{tag} 0", mounts=cache, build_id=True), Run(f"work n{tag} 0"))
+        other = (Run(f"work o{tag} 0", build_id=True), Run(f"work p{tag} 0", mounts=cache))
         return [
             ImageDef("app.a", BaseRef("scratch", "scratch"), steps, is_app=True),
             ImageDef("app.b", BaseRef("scratch", "scratch"), other, is_app=True),
@@ -263,9 +264,14 @@ def test_steps_with_a_cache_mount_see_one_build_id_per_build(store: Store) -> No
         "m1": first.build_id,
         "o1": first.build_id,
         "n1": None,
+        "p1": None,
         "m2": second.build_id,
         "o2": second.build_id,
         "n2": None,
+        "p2": None,
     }
-    same = compile_(*images("1"))
-    assert set(same.nodes) == set(compile_(*images("1")).nodes)  # keys do not see it
+    # the keys do not see it: the same steps without build_id have the same keys
+    asking = images("1")
+    plain = [replace(i, steps=tuple(replace(st, build_id=False) for st in i.steps)) for i in asking]
+    assert plain != asking
+    assert set(compile_(*plain).nodes) == set(compile_(*asking).nodes)

@@ -58,8 +58,8 @@ class BuildOptions:
     cache_from: RemoteCache | None = None
     cache_to: RemoteCache | None = None
     rebuild: frozenset[str] = frozenset()  # node keys built again, cache or not (no-cache)
-    # One per build: steps with a cache mount see it as PIPELINE_BUILD_ID (never in a
-    # key), so work on a shared cache can be done once per build (apt's lists).
+    # One per build: steps that ask (Run.build_id) see it as PIPELINE_BUILD_ID (never in
+    # a key), so work on a shared cache can be done once per build (apt's lists).
     build_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
@@ -401,7 +401,7 @@ def _run_step(
             binds.append(BindMount(source, mount.target, readonly=False))
         else:
             binds.append(BindMount(Path(mount.source), mount.target, readonly=True))
-    if options.build_id and any(m.type == "cache" for m in step.mounts):
+    if options.build_id and step.build_id:
         env = tuple(sorted({**dict(env), BUILD_ID_VARIABLE: options.build_id}.items()))
     argv = ("/bin/sh", "-c", step.command) if isinstance(step.command, str) else step.command
     spec = RunSpec(

@@ -24,7 +24,7 @@ from pipeline.model import BaseRef, Copy, ImageDef, Meta, Mount, Pairs, Run, Ste
 # `apt-get update` runs once per build and set of sources: the first apt step of a build
 # refreshes the lists of its sources (by checksum of sources.list*, and architecture, so
 # two suites never see each other's lists) and stamps them with PIPELINE_BUILD_ID, which
-# the executor gives steps with cache mounts (never part of a key); later steps of the
+# the executor gives steps with ``build_id`` (never part of a key); later steps of the
 # same build with the same sources install from those lists. The image's own
 # /var/lib/apt/lists stays as the base had it (empty, as in Docker's images).
 APT_LISTS = "/var/lib/apt/lists"
@@ -111,6 +111,7 @@ def lower_app(app: AppFields) -> ImageDef:
                 APT_TEMPLATE.format(packages=" ".join(apt)),
                 mounts=APT_MOUNTS,
                 env=APT_ENV,
+                build_id=True,
                 loc=app.apt_loc,
                 display=f"apt-get install {' '.join(apt)}",
             )
