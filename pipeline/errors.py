@@ -114,11 +114,15 @@ class StepFailure:
 
 
 class BuildFailed(PipelineError):
-    """One or more steps failed; other branches finished."""
+    """One or more steps failed; other branches finished. With ``logs_shown`` (the
+    progress printed each failure's log as it failed) the message is one line each."""
 
-    def __init__(self, failures: Sequence[StepFailure]) -> None:
+    def __init__(self, failures: Sequence[StepFailure], logs_shown: bool = False) -> None:
         self.failures = tuple(failures)
-        super().__init__("\n".join(f.render() for f in self.failures))
+        lines = [f.render().split("\n", 1)[0] if logs_shown else f.render() for f in failures]
+        if logs_shown and lines:
+            lines.append(f"{len(lines)} step(s) failed; their output is above")
+        super().__init__("\n".join(lines))
 
 
 # Bidirectional-text controls (Trojan Source, CVE-2021-42574) and other invisible

@@ -42,7 +42,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -311,12 +311,21 @@ class Store(BuildRecords):
         return removed
 
     @contextlib.contextmanager
-    def key_lock(self, key: str) -> Iterator[None]:
-        """Exclusive per-cache-key lock across processes (blocks until free)."""
+    def key_lock(self, key: str, on_wait: Callable[[int], None] | None = None) -> Iterator[None]:
+        """Exclusive per-cache-key lock across processes (blocks until free); when it is
+        taken, ``on_wait(holder's pid or 0)`` first. The holder writes its pid in it."""
         self._writable()
         fd = os.open(self.root / "locks" / f"{hex_of(key)}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait(storedb.holder_pid(fd))
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield
         finally:
             os.close(fd)

@@ -174,6 +174,15 @@ def release(fd: int, path: Path) -> None:
     os.close(fd)
 
 
+def holder_pid(fd: int) -> int:
+    """The pid a lock file's holder wrote into it (0 when empty or unreadable)."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
+    except OSError:
+        return 0
+    return int(text) if text.isdigit() else 0
+
+
 def owner_alive(path: Path) -> bool:
     """Whether some process holds lock file ``path`` (a missing file: nobody). A free
     lock file is removed."""

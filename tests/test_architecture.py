@@ -19,7 +19,7 @@ HOMES = {
     "lark": ("pipeline.hcl.syntax",),
     "networkx": ("pipeline.graph",),
     "httpx": ("pipeline.registry.transport",),
-    "rich": ("pipeline.report",),
+    "rich": ("pipeline.report.live",),
     "click": ("pipeline.cli.",),
     "pathspec": ("pipeline.fs.patterns",),
     "dockerfile_parse": ("pipeline.spec.dockerfile",),

@@ -89,7 +89,7 @@ def check_build_report_schema(body: dict) -> None:
     for image in body["images"].values():
         assert set(image) == {"manifest", "names"}
     for row in body["rows"]:
-        assert set(row) == {"image", "layers", "cached", "built", "seconds"}
+        assert set(row) == {"image", "layers", "cached", "pulled", "built", "seconds"}
     for node in body["nodes"]:
         assert set(node) == {"key", "label", "kind", "apps", "outcome", "seconds", "size"}
     assert body["nodes"] and body["rows"]

@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline.build.pull import fetch_layer
 from pipeline.build.push import BlobPusher, Compression
+from pipeline.build.transfers import TransferProgress, blob_progress
 from pipeline.digest import canonical_json, hex_of, is_digest, sha256_bytes
 from pipeline.errors import UsageError
 from pipeline.oci.manifest import Blob, Descriptor, json_blob
@@ -148,28 +149,37 @@ class RegistryCache:
             raise bad(f"its config is for key {str(recorded_key)[:80]!r}, not {key}")
         return CacheHit(key, diff_id, dict(layer_desc), found.digest)
 
-    def fetch(self, key: str, store: Store) -> str | None:
+    def fetch(self, key: str, store: Store, progress: TransferProgress | None = None) -> str | None:
         hit = self.lookup(key)
         if hit is None:
             return None
         diff_id = hit.diff_id
         if store.has_layer(diff_id):
             return diff_id
-        self.fetch_layer(hit.layer, diff_id, store, f"cache entry {cache_tag(key)}")
+        what = f"cache entry {cache_tag(key)}"
+        self.fetch_layer(hit.layer, diff_id, store, what, progress)
         with self.stats.lock:
             self.stats.fetched += 1
         return diff_id
 
     def fetch_layer(
-        self, desc: Mapping[str, Any], diff_id: str, store: Store, what: str = "layer"
+        self,
+        desc: Mapping[str, Any],
+        diff_id: str,
+        store: Store,
+        what: str = "layer",
+        progress: TransferProgress | None = None,
     ) -> None:
         """Download the blob ``desc`` of the repository into ``store`` as the layer
         ``diff_id``: digest, size and diff_id verified, and the extracted dir must
-        regenerate ``diff_id``; committed atomically, or nothing enters the store."""
+        regenerate ``diff_id``; committed atomically, or nothing enters the store.
+        ``progress`` hears the download (labelled ``cache pull WHAT``)."""
         client = self.client
         repo = self.ref.repository
+        each = blob_progress(progress, f"cache pull {what}", int(desc["size"]))
         with store.gc_lock(), store.staging() as staging:
-            layer = fetch_layer(client, repo, desc, diff_id, staging.path / "layer", self.epoch)
+            dest = staging.path / "layer"
+            layer = fetch_layer(client, repo, desc, diff_id, dest, self.epoch, each)
             if layer.local_diff_id != diff_id:
                 raise client.error(
                     f"{what}: the layer's files regenerate {layer.local_diff_id}, not {diff_id}",
@@ -190,7 +200,12 @@ class RegistryCache:
         }
         return config, canonical_json(manifest)
 
-    def publish(self, entries: Sequence[tuple[str, str]], store: Store) -> None:
+    def publish(
+        self,
+        entries: Sequence[tuple[str, str]],
+        store: Store,
+        progress: TransferProgress | None = None,
+    ) -> None:
         if not entries:
             return
         client = self.client
@@ -206,7 +221,8 @@ class RegistryCache:
                 return
             blob, produce = pusher.layer(diff_id, store.layer_size(diff_id), self.epoch)
             d = blob.descriptor
-            pusher.ensure(client, repo, d.digest, d.size, produce)
+            label = f"cache push {tag[:18]}"
+            pusher.ensure(client, repo, d.digest, d.size, produce, progress, label)
             config, manifest = self.entry(key, d, diff_id)
             pusher.ensure(
                 client, repo, config.descriptor.digest, config.descriptor.size, config.data

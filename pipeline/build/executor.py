@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from pipeline.build.transfers import TransferProgress
 from pipeline.errors import Location, StepFailure, StoreError
 from pipeline.graph import BuildGraph, ImagePlan, LayerNode
 from pipeline.model import Copy, Run
@@ -37,14 +38,20 @@ DONE: tuple[Outcome, ...] = ("built", "cached", "pulled")
 
 
 class RemoteCache(Protocol):
-    """A shared layer cache elsewhere (a registry): cache key -> layer."""
+    """A shared layer cache elsewhere (a registry): cache key -> layer. ``progress``
+    hears ``(label, bytes done, bytes total)`` of each layer transfer."""
 
-    def fetch(self, key: str, store: Store) -> str | None:
+    def fetch(self, key: str, store: Store, progress: TransferProgress | None = None) -> str | None:
         """Put the layer recorded for ``key`` into ``store`` (verified, atomic) and
         return its diff_id; None when the remote has no entry for ``key``."""
         ...
 
-    def publish(self, entries: Sequence[tuple[str, str]], store: Store) -> None:
+    def publish(
+        self,
+        entries: Sequence[tuple[str, str]],
+        store: Store,
+        progress: TransferProgress | None = None,
+    ) -> None:
         """Upload the layers and the (key, diff_id) mapping of ``entries``."""
         ...
 
@@ -91,10 +98,20 @@ class BuildResult:
 
 
 class Reporter(Protocol):
+    """What a build tells the user, in order per node: ``node_queued`` (ready, waiting
+    for a worker), ``node_started`` (a worker took it), maybe ``node_waiting`` (another
+    process holds its key's lock: its pid, 0 if unknown) and ``node_output`` lines, then
+    ``node_finished``; cache hits and skipped nodes get ``node_finished`` alone.
+    ``transfer(label, done, total)`` reports bytes moved (cumulative; ``done >= total``
+    once finished). Called from several threads; ``end`` also after an interrupt."""
+
     def begin(self, graph: BuildGraph, keys: Sequence[str]) -> None: ...
+    def node_queued(self, node: LayerNode, apps: frozenset[str]) -> None: ...
     def node_started(self, node: LayerNode, apps: frozenset[str]) -> None: ...
+    def node_waiting(self, node: LayerNode, holder: int) -> None: ...
     def node_output(self, node: LayerNode, line: str) -> None: ...
     def node_finished(self, node: LayerNode, apps: frozenset[str], result: NodeResult) -> None: ...
+    def transfer(self, label: str, done: int, total: int) -> None: ...
     def end(self, result: BuildResult) -> None: ...
 
 
@@ -102,7 +119,16 @@ class NullReporter:
     def begin(self, graph: BuildGraph, keys: Sequence[str]) -> None:
         pass
 
+    def node_queued(self, node: LayerNode, apps: frozenset[str]) -> None:
+        pass
+
     def node_started(self, node: LayerNode, apps: frozenset[str]) -> None:
+        pass
+
+    def node_waiting(self, node: LayerNode, holder: int) -> None:
+        pass
+
+    def transfer(self, label: str, done: int, total: int) -> None:
         pass
 
     def node_output(self, node: LayerNode, line: str) -> None:
@@ -173,7 +199,7 @@ def build(
             for k, r in results.items()
             if r.outcome in DONE and graph.node(k).kind != "base" and r.layers
         ]
-        options.cache_to.publish(entries, store)
+        options.cache_to.publish(entries, store, rep.transfer)
     failures = tuple(r.failure for r in results.values() if r.failure is not None)
     result = BuildResult(results, images, failures, time.monotonic() - started, tuple(targets))
     rep.end(result)
@@ -233,7 +259,7 @@ def _schedule(
                     results[key] = hit
                     rep.node_finished(node, apps, hit)
                     continue
-                rep.node_started(node, apps)
+                rep.node_queued(node, apps)
                 fut = pool.submit(
                     _build_node, store, node, apps, parent_layers, results, options, rep, runner
                 )
@@ -267,6 +293,7 @@ def _build_node(
     runner: StepRunner,
 ) -> NodeResult:
     source_layers = results[node.copy_from].layers if node.copy_from else ()
+    rep.node_started(node, apps)
     return build_node(
         store,
         node,
@@ -276,6 +303,8 @@ def _build_node(
         options,
         lambda line: rep.node_output(node, line),
         runner,
+        on_wait=lambda pid: rep.node_waiting(node, pid),
+        progress=lambda _, done, total: rep.transfer(f"{node.label} (cache)", done, total),
     )
 
 
@@ -289,6 +318,8 @@ def build_node(
     on_output: Callable[[str], None],
     runner: StepRunner,
     selection: Sequence[Entry] | None = None,
+    on_wait: Callable[[int], None] | None = None,
+    progress: TransferProgress | None = None,
 ) -> NodeResult:
     """Build one node into ``store`` on top of ``parent_layers`` (diff_ids, bottom
     first, all in the store; ``source_layers`` likewise for a COPY --from): settle a
@@ -297,18 +328,19 @@ def build_node(
     node-building path of local builds and cluster workers, so both give the same
     diff_id. ``selection``: a build-context COPY's entries as selected elsewhere (see
     ``copier.run_copy``). Never raises for a failing step (a ``failed`` result naming
-    ``apps``)."""
+    ``apps``). ``on_wait(pid)``: another process holds the key's lock;
+    ``progress``: a ``cache_from`` layer's download."""
     started = time.monotonic()
     try:
         if node.kind == "base":
             return _base_node(store, node)
-        with store.key_lock(node.key):
+        with store.key_lock(node.key, on_wait):
             fresh = node.key in options.rebuild
             diff_id = None if fresh else store.lookup(node.key)  # built meanwhile?
             if diff_id is not None:
                 return NodeResult(node.key, "cached", (*parent_layers, diff_id))
             if options.cache_from is not None and not fresh:
-                diff_id = options.cache_from.fetch(node.key, store)
+                diff_id = options.cache_from.fetch(node.key, store, progress)
                 if diff_id is not None:
                     seconds = time.monotonic() - started
                     store.record(node.key, diff_id, node.label, seconds)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.build.pull import local_for, pull_image
+from pipeline.build.transfers import TransferProgress
 from pipeline.digest import is_digest
 from pipeline.errors import UsageError
 from pipeline.oci.platform import host_arch
@@ -71,6 +72,7 @@ def ensure_bases(
     lock_path: Path,
     update: bool = False,
     epoch: int = 0,
+    progress: TransferProgress | None = None,
 ) -> list[BaseResolution]:
     """Make every registry base reference resolvable in the store under its own text,
     pinned by the lock file. Touches the network only for what the lock does not pin
@@ -88,9 +90,10 @@ def ensure_bases(
                     store.tag(text, local)
                 out.append(BaseResolution(text, pinned, local, False))
                 continue
-            result = pull_image(store, registries, ref.with_digest(pinned), text, epoch=epoch)
+            pin = ref.with_digest(pinned)
+            result = pull_image(store, registries, pin, text, epoch=epoch, progress=progress)
         else:
-            result = pull_image(store, registries, ref, text, epoch=epoch)
+            result = pull_image(store, registries, ref, text, epoch=epoch, progress=progress)
         if not ref.digest and pins.get(text) != result.remote_digest:
             pins[text] = result.remote_digest
             changed = True

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.digest import hex_of, is_digest
+from pipeline.build.transfers import TransferProgress, blob_progress
+from pipeline.digest import hex_of, is_digest, short
 from pipeline.errors import StoreError
 from pipeline.oci.manifest import Blob, Descriptor, json_blob, manifest_blob
 from pipeline.oci.media import LAYER_TYPES, MT_CONFIG, MT_LAYER, document_kind
@@ -122,9 +123,11 @@ def fetch_layer(
     diff_id: str,
     dest: Path,
     epoch: int,
+    progress: Callable[[int], None] | None = None,
 ) -> _FetchedLayer:
     """Download one layer blob into ``dest`` (extracted), verifying its blob digest,
-    size and uncompressed diff_id; retried from scratch on a broken transfer."""
+    size and uncompressed diff_id; retried from scratch on a broken transfer.
+    ``progress(bytes so far)`` while it downloads."""
     from pipeline.fs.extract import extract_layer
     from pipeline.fs.tarwrite import layer_info
     from pipeline.fs.tree import remove_tree
@@ -138,7 +141,7 @@ def fetch_layer(
         dest.mkdir()
         dest.chmod(0o755)
         try:
-            with client.open_blob(repository, digest, size) as reader:
+            with client.open_blob(repository, digest, size, progress) as reader:
                 try:
                     report = extract_layer(reader, dest, where)  # type: ignore[arg-type]
                     reader.drain()
@@ -191,8 +194,10 @@ def pull_image(
     name: str,
     arch: str | None = None,
     epoch: int = 0,
+    progress: TransferProgress | None = None,
 ) -> PullResult:
-    """Pull ``ref`` into the store under ``name`` (see the module docstring)."""
+    """Pull ``ref`` into the store under ``name`` (see the module docstring);
+    ``progress`` hears each layer's download (labelled ``pull REF layer I/N``)."""
     arch = arch or host_arch()
     client = registries.client(ref.registry)
     repo = ref.repository
@@ -250,7 +255,10 @@ def pull_image(
             if diff_id in done:
                 fetched.append(done[diff_id])
                 continue
-            layer = fetch_layer(client, repo, desc, diff_id, staging.path / f"layer{i:03d}", epoch)
+            label = f"pull {ref} layer {i + 1}/{len(layer_descs)} {short(str(desc['digest']))}"
+            each = blob_progress(progress, label, int(desc["size"]))
+            dest = staging.path / f"layer{i:03d}"
+            layer = fetch_layer(client, repo, desc, diff_id, dest, epoch, each)
             nbytes += int(desc["size"])
             done[diff_id] = layer
             fetched.append(layer)

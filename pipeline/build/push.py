@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
-from pipeline.digest import canonical_json, hex_of, is_digest
+from pipeline.build.transfers import TransferProgress, blob_progress
+from pipeline.digest import canonical_json, hex_of, is_digest, short
 from pipeline.errors import StoreError
 from pipeline.oci.manifest import Descriptor, manifest_blob
 from pipeline.oci.media import MT_CONFIG, MT_LAYER, MT_LAYER_GZIP, MT_MANIFEST
@@ -133,10 +134,12 @@ class BlobPusher:
         digest: str,
         size: int,
         produce: Callable[[Path], object] | bytes,
+        progress: TransferProgress | None = None,
+        label: str = "",
     ) -> str:
         """Make ``digest`` present in ``repository``. ``produce`` writes the blob's bytes
         to a path (layers) or is the bytes (configs). Returns "present", "mounted" or
-        "uploaded"."""
+        "uploaded". ``progress`` hears an upload's bytes under ``label``."""
         registry = client.registry
         with self._lock:
             if (registry, repository, digest) in self._present:
@@ -160,7 +163,8 @@ class BlobPusher:
             with self.store.staging() as staging:
                 path = staging.path / "blob"
                 produce(path)
-                client.upload_blob(repository, digest, size, path, location)
+                each = blob_progress(progress, label or f"push {short(digest)}", size)
+                client.upload_blob(repository, digest, size, path, location, each)
         self._remember(registry, repository, digest)
         return "uploaded"
 
@@ -242,9 +246,11 @@ def push_image(
     compression: Compression = "none",
     epoch: int = 0,
     pusher: BlobPusher | None = None,
+    progress: TransferProgress | None = None,
 ) -> list[PushResult]:
     """Push the stored image ``name`` to every target (``registry/repository:tag``):
-    blobs once per repository, then the manifest under each tag."""
+    blobs once per repository, then the manifest under each tag. ``progress`` hears
+    each layer upload (labelled ``push REPO layer I/N``)."""
     from pipeline.build.images import load_image
 
     image = load_image(store, name)
@@ -263,9 +269,11 @@ def push_image(
     for (registry, repository), refs in by_repo.items():
         client = registries.client(registry)
         stats = PushStats()
-        for blob, produce in layers:
+        for i, (blob, produce) in enumerate(layers):
             d = blob.descriptor
-            stats.add(pusher.ensure(client, repository, d.digest, d.size, produce), d.size)
+            label = f"push {registry}/{repository} layer {i + 1}/{len(layers)} {short(d.digest)}"
+            outcome = pusher.ensure(client, repository, d.digest, d.size, produce, progress, label)
+            stats.add(outcome, d.size)
         stats.add(
             pusher.ensure(client, repository, image.config_digest, len(config), config),
             len(config),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.build.executor import BuildResult
@@ -17,15 +19,38 @@ def hit_ratio(built: int, cached: int, pulled: int, steps: int) -> float:
     return (cached + pulled) / done
 
 
-def summary_rows(graph: BuildGraph, result: BuildResult) -> list[tuple[str, int, int, int, float]]:
-    """Per target: (id, layers, cached, built, seconds spent building its nodes)."""
+@dataclass(frozen=True)
+class Row:
+    """One target's line of the summary: its steps (base layers not counted) by outcome,
+    and the seconds spent building them."""
+
+    image: str
+    layers: int
+    cached: int
+    pulled: int
+    built: int
+    failed: int  # failed or skipped
+    seconds: float
+
+
+def summary_rows(graph: BuildGraph, result: BuildResult) -> list[Row]:
+    """Per target, in the build's order."""
     rows = []
     for target in result.targets:
         keys = [k for k in graph.images[target].nodes if graph.node(k).kind != "base"]
         res = [result.nodes[k] for k in keys if k in result.nodes]
-        cached = sum(1 for r in res if r.outcome == "cached")
-        built = sum(1 for r in res if r.outcome == "built")
-        rows.append((target, len(keys), cached, built, sum(r.seconds for r in res)))
+        count = Counter(r.outcome for r in res)
+        rows.append(
+            Row(
+                target,
+                len(keys),
+                count["cached"],
+                count["pulled"],
+                count["built"],
+                count["failed"] + count["skipped"],
+                sum(r.seconds for r in res),
+            )
+        )
     return rows
 
 

@@ -202,11 +202,12 @@ class Workspace:
         insecure: bool = False,
         ca_bundle: Path | None = None,
         on_pull: Callable[[str, str], None] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> None:
         """Pull the fleet's ``host:port/name:tag`` bases the store lacks and pin their
         digests in ``SPECS/pipeline.lock`` (pinned digests are used unless ``update``).
         No network when every base is pinned and in the store. ``on_pull(ref, digest)``
-        hears about each pull."""
+        hears about each pull, ``progress(label, done, total)`` about its bytes."""
         refs: dict[str, Any] = {}
         for image in self.fleet.images.values():
             base = image.base
@@ -226,7 +227,7 @@ class Workspace:
         registries = self.registries(insecure, ca_bundle)
         try:
             lock = self.specs / LOCK_FILE
-            for r in ensure_bases(refs, self.store, registries, lock, update, self.epoch):
+            for r in ensure_bases(refs, self.store, registries, lock, update, self.epoch, progress):
                 if r.pulled and on_pull is not None:
                     on_pull(r.ref, r.digest)
         finally:

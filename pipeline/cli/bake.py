@@ -169,9 +169,9 @@ def _build(
     )
     reporter = report.make_reporter(PROGRESS[progress], verbose, sys.stderr)
     result = ws.build(graph, targets, options, reporter, " ".join(["bake", *sys.argv[2:]]))
-    click.echo(report.summary_text(graph, result))
+    click.echo(report.end_text(graph, result, PROGRESS[progress]))
     if result.failures:
-        raise BuildFailed(result.failures)
+        raise BuildFailed(result.failures, logs_shown=True)
     registries = None
 
     def push(image_id: str, names: Sequence[str]) -> list[str]:

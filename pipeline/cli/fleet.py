@@ -84,25 +84,32 @@ def _run_build(
     ca_bundle = ws.ca_bundle(ca_bundle)
 
     def pulled(ref: str, digest: str) -> None:
-        click.echo(f"pulled {ref} ({digest})", err=True)
+        if progress != "quiet":
+            click.echo(f"pulled {ref} ({digest})", err=True)
 
-    ws.ensure_registry_bases(update, insecure, ca_bundle, on_pull=pulled)
-    targets = ws.select(names) if names else list(ws.fleet.outputs())
-    graph = ws.compile(targets)
-    options = BuildOptions(
-        jobs=jobs or os.cpu_count() or 1,
-        epoch=ws.epoch,
-        ca_bundle=ca_bundle,
-        **ws.remote_caches(cache_from, cache_to, insecure, ca_bundle),
-    )
     reporter = report.make_reporter(progress, verbose, sys.stderr)
-    result = ws.build(graph, targets, options, reporter, " ".join(sys.argv[1:]), on_cluster)
-    click.echo(report.summary_text(graph, result))
+    try:
+        ws.ensure_registry_bases(
+            update, insecure, ca_bundle, on_pull=pulled, progress=reporter.transfer
+        )
+        targets = ws.select(names) if names else list(ws.fleet.outputs())
+        graph = ws.compile(targets)
+        options = BuildOptions(
+            jobs=jobs or os.cpu_count() or 1,
+            epoch=ws.epoch,
+            ca_bundle=ca_bundle,
+            **ws.remote_caches(cache_from, cache_to, insecure, ca_bundle),
+        )
+        command = " ".join(sys.argv[1:])
+        result = ws.build(graph, targets, options, reporter, command, on_cluster)
+    finally:
+        report.close(reporter)
+    click.echo(report.end_text(graph, result, progress))
     if json_report is not None:
         data = json.dumps(report.build_json(graph, result), indent=2) + "\n"
         place(json_report, lambda tmp: tmp.write_text(data), directory=False, replaceable=_report)
     if result.failures:
-        raise BuildFailed(result.failures)
+        raise BuildFailed(result.failures, logs_shown=True)
 
 
 def _report(path: Path) -> bool:

@@ -6,6 +6,7 @@ only when a registry is used.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ def push(
     registry.example.com:5000/team/web:1.2), or one app to --to."""
     from pipeline.build.push import BlobPusher, push_image
     from pipeline.registry.reference import Reference
-    from pipeline.report import human_bytes
+    from pipeline.report import human_bytes, transfers
 
     ws = workspace(ctx)
     store = ws.store
@@ -88,7 +89,17 @@ def push(
             registries.client(host).ping()
         pusher = BlobPusher(registries, store, compress)  # type: ignore[arg-type]
         for name, refs in plan:
-            results = push_image(store, registries, name, refs, compress, ws.epoch, pusher)  # type: ignore[arg-type]
+            with transfers(sys.stderr) as progress:
+                results = push_image(
+                    store,
+                    registries,
+                    name,
+                    refs,
+                    compress,  # type: ignore[arg-type]
+                    ws.epoch,
+                    pusher,
+                    progress,
+                )
             for r in results:
                 s = r.stats
                 click.echo(
@@ -123,7 +134,7 @@ def pull(
     """Pull an image from a registry into the store (every blob verified)."""
     from pipeline.build.pull import pull_image
     from pipeline.registry.reference import Reference
-    from pipeline.report import human_bytes
+    from pipeline.report import human_bytes, transfers
 
     parsed = Reference.parse(ref)
     arch = None
@@ -135,7 +146,8 @@ def pull(
     registries = ws.registries(insecure, ca_bundle)
     try:
         registries.client(parsed.registry).ping()
-        result = pull_image(ws.store, registries, parsed, tag or ref, arch, ws.epoch)
+        with transfers(sys.stderr) as progress:
+            result = pull_image(ws.store, registries, parsed, tag or ref, arch, ws.epoch, progress)
     finally:
         registries.close()
     note = "" if result.same_digest else "; layers re-keyed to the store's tar form"

@@ -118,11 +118,12 @@ class RegistryClient(Session):
         size: int,
         path: Path,
         location: str | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> int:
         """Upload the file at ``path`` as blob ``digest`` (``size`` bytes): one PUT when
         it fits ``chunk_size``, else PATCH chunks then a closing PUT. A failed upload is
         started again in a fresh session, within the retry policy. Returns the number of
-        requests it took."""
+        requests it took. ``progress(bytes read for sending so far)`` as it goes."""
         backoff = Backoff(self.retry)
         before = self.requests
         while True:
@@ -130,9 +131,10 @@ class RegistryClient(Session):
                 where = location or self.start_upload(repository, digest)
                 location = None
                 if size <= self.chunk_size:
-                    self._put_blob(repository, digest, where, size, lambda: file_chunks(path))
+                    body = lambda: file_chunks(path, progress=progress)  # noqa: E731
+                    self._put_blob(repository, digest, where, size, body)
                 else:
-                    self._chunked(repository, digest, where, size, path)
+                    self._chunked(repository, digest, where, size, path, progress)
                 return self.requests - before
             except RegistryError as exc:
                 if isinstance(exc, RegistryAuthError) or not exc.transient:
@@ -188,7 +190,15 @@ class RegistryClient(Session):
         if sent and sent != digest:
             raise self.error(f"upload: the registry stored it as {sent}", repository, digest)
 
-    def _chunked(self, repository: str, digest: str, location: str, size: int, path: Path) -> None:
+    def _chunked(
+        self,
+        repository: str,
+        digest: str,
+        location: str,
+        size: int,
+        path: Path,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         scopes = (scope(repository, "pull,push"),)
         offset = 0
         while offset < size:
@@ -206,7 +216,7 @@ class RegistryClient(Session):
                     "Content-Range": f"{start}-{start + length - 1}",
                     "Content-Type": "application/octet-stream",
                 },
-                body=lambda s=start, n=length: file_chunks(path, s, n),  # type: ignore[misc]
+                body=lambda s=start, n=length: file_chunks(path, s, n, progress),  # type: ignore[misc]
                 retry=False,
             )
             if resp.status_code in RETRY_STATUS or resp.status_code == 416:
@@ -232,11 +242,16 @@ class RegistryClient(Session):
 
     @contextlib.contextmanager
     def open_blob(
-        self, repository: str, digest: str, size: int | None = None
+        self,
+        repository: str,
+        digest: str,
+        size: int | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> Iterator[BlobReader]:
-        """Stream blob ``digest``: a BlobReader that hashes and counts; the caller checks
-        ``.digest`` after reading to the end. Redirects are followed (Authorization is
-        dropped when they leave the registry's host)."""
+        """Stream blob ``digest``: a BlobReader that hashes and counts (and tells
+        ``progress`` the bytes read so far); the caller checks ``.digest`` after reading
+        to the end. Redirects are followed (Authorization is dropped when they leave the
+        registry's host)."""
         resp = self._send(
             "GET",
             f"/v2/{repository}/blobs/{digest}",
@@ -257,7 +272,7 @@ class RegistryClient(Session):
             def fail(message: str, transient: bool = False) -> RegistryError:
                 return self.error(message, repository, digest, transient)
 
-            yield BlobReader(resp, size, fail)
+            yield BlobReader(resp, size, fail, progress)
         finally:
             resp.close()
 

@@ -505,7 +505,11 @@ class BlobReader:
     RegistryError (transient for a broken connection or a short stream)."""
 
     def __init__(
-        self, response: httpx.Response, expected_size: int | None, fail: Callable[..., Any]
+        self,
+        response: httpx.Response,
+        expected_size: int | None,
+        fail: Callable[..., Any],
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         self._chunks = response.iter_raw(CHUNK)
         self._buf = bytearray()
@@ -513,6 +517,7 @@ class BlobReader:
         self._expected = expected_size
         self._fail = fail
         self._hash = hashlib.sha256()
+        self._progress = progress
         self.size = 0
 
     def _fill(self, n: int) -> None:
@@ -543,6 +548,8 @@ class BlobReader:
             del self._buf[:n]
         self._hash.update(data)
         self.size += len(data)
+        if self._progress is not None and data:
+            self._progress(self.size)
         if n != 0 and not data and self._expected is not None and self.size < self._expected:
             raise self._fail(
                 f"truncated blob: got {self.size} of {self._expected} bytes", transient=True
@@ -563,14 +570,25 @@ def exc_text(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def file_chunks(path: Path, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+def file_chunks(
+    path: Path,
+    start: int = 0,
+    length: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """The bytes of ``path`` from ``start`` (``length`` of them, or to the end), in
+    chunks; ``progress(offset reached)`` before each chunk is handed on."""
     with open(path, "rb") as f:
         f.seek(start)
         left = length
+        offset = start
         while left is None or left > 0:
             data = f.read(CHUNK if left is None else min(CHUNK, left))
             if not data:
                 return
             if left is not None:
                 left -= len(data)
+            offset += len(data)
+            if progress is not None:
+                progress(offset)
             yield data

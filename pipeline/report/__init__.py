@@ -1,36 +1,25 @@
 """Rendering: plans (text, json, dot, mermaid), build progress and summaries.
 
 Renderers are pure functions returning text. The reporters write to the stream they
-are given (plain lines) or drive a rich live view; the executor talks to them only
+are given (plain lines, :mod:`pipeline.report.progress`) or drive a rich live view
+(:mod:`pipeline.report.live`, the only rich importer); the executor talks to them only
 through the ``Reporter`` protocol.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
-from pipeline.build.executor import BuildResult, NodeResult, NullReporter, Reporter
+from pipeline.build.executor import BuildResult, Reporter
 from pipeline.build.summary import build_totals, summary_rows
+from pipeline.build.transfers import TransferProgress
 from pipeline.digest import short
-from pipeline.graph import BuildGraph, LayerNode
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-def _clip(text: str, width: int = 72) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
+from pipeline.graph import BuildGraph
+from pipeline.report.progress import clip as _clip
+from pipeline.report.progress import human_bytes as human_bytes  # re-exported
 
 # -- plans ---------------------------------------------------------------------------
 
@@ -170,8 +159,15 @@ def build_json(graph: BuildGraph, result: BuildResult) -> dict[str, Any]:
         i: {"manifest": img.manifest, "names": list(img.names)} for i, img in result.images.items()
     }
     rows = [
-        {"image": n, "layers": la, "cached": c, "built": b, "seconds": round(s, 3)}
-        for n, la, c, b, s in summary_rows(graph, result)
+        {
+            "image": r.image,
+            "layers": r.layers,
+            "cached": r.cached,
+            "pulled": r.pulled,
+            "built": r.built,
+            "seconds": round(r.seconds, 3),
+        }
+        for r in summary_rows(graph, result)
     ]
     return {
         "schema": BUILD_REPORT_SCHEMA,
@@ -184,131 +180,73 @@ def build_json(graph: BuildGraph, result: BuildResult) -> dict[str, Any]:
 
 
 def summary_text(graph: BuildGraph, result: BuildResult) -> str:
+    """The per-image table, then :func:`final_line`. Counts are of steps (base layers
+    are not steps), as the progress's ``[n/N]`` counter counts them."""
     rows = summary_rows(graph, result)
-    width = max([len(r[0]) for r in rows] + [5])
-    lines = [f"{'image':<{width}}  layers  cached  built    time"]
-    for name, layers, cached, built, secs in rows:
-        status = "" if name in result.images else "  FAILED"
+    width = max([len(r.image) for r in rows] + [5])
+    lines = [f"{'image':<{width}}  layers  cached  pulled  built    time"]
+    for r in rows:
+        status = "" if r.image in result.images else "  FAILED"
         lines.append(
-            f"{name:<{width}}  {layers:>6}  {cached:>6}  {built:>5}  {secs:>5.1f}s{status}"
+            f"{r.image:<{width}}  {r.layers:>6}  {r.cached:>6}  {r.pulled:>6}  {r.built:>5}"
+            f"  {r.seconds:>5.1f}s{status}"
         )
+    lines.append(final_line(graph, result))
+    return "\n".join(lines)
+
+
+def end_text(graph: BuildGraph, result: BuildResult, progress: str) -> str:
+    """What a build command prints at the end: the summary, or for ``quiet`` the
+    final line alone."""
+    if progress == "quiet":
+        return final_line(graph, result)
+    return summary_text(graph, result)
+
+
+def final_line(graph: BuildGraph, result: BuildResult) -> str:
+    """The build's totals in one line (all that ``--progress quiet`` prints on success)."""
     t = build_totals(graph, result)
-    lines.append(
-        f"{t['unique_nodes']} unique nodes: {t['built']} built, {t['cached']} cached"
-        + (f", {t['pulled']} pulled" if t["pulled"] else "")
-        + f" ({t['hit_ratio']:.0%} hits), {t['failed']} failed, {t['skipped']} skipped;"
-        f" {human_bytes(t['bytes_written'])} written;"
+    return (
+        f"{t['unique_nodes']} unique nodes: {t['built']} built, {t['cached']} cached,"
+        f" {t['pulled']} pulled ({t['hit_ratio']:.0%} hits), {t['failed']} failed,"
+        f" {t['skipped']} skipped; {human_bytes(t['bytes_written'])} written;"
         f" images {human_bytes(t['naive_bytes'])} naive vs {human_bytes(t['unique_bytes'])}"
         f" stored once (sharing saved {human_bytes(t['saved_bytes'])}); {result.seconds:.1f}s"
     )
-    return "\n".join(lines)
 
 
 # -- reporters -----------------------------------------------------------------------
 
 
-class PlainReporter:
-    """One line per finished node on ``out``; step output only for failures."""
-
-    def __init__(self, out: TextIO, verbose: bool = False) -> None:
-        self.out = out
-        self.verbose = verbose
-        self.total = 0
-        self.done = 0
-        self._lock = threading.Lock()
-
-    def _say(self, text: str) -> None:
-        with self._lock:
-            print(text, file=self.out, flush=True)
-
-    def begin(self, graph: BuildGraph, keys: Sequence[str]) -> None:
-        self.total = len(keys)
-
-    def node_started(self, node: LayerNode, apps: frozenset[str]) -> None:
-        if self.verbose:
-            self._say(f"[run ] {_clip(node.label)}  ({', '.join(sorted(apps))})")
-
-    def node_output(self, node: LayerNode, line: str) -> None:
-        if self.verbose:
-            self._say(f"       {short(node.key, 8)} | {line}")
-
-    def node_finished(self, node: LayerNode, apps: frozenset[str], result: NodeResult) -> None:
-        self.done += 1
-        names = ", ".join(sorted(apps))
-        secs = f" {result.seconds:.1f}s" if result.outcome == "built" else ""
-        label = _clip(node.label, 60)
-        where = f" on {result.worker}" if result.worker else ""
-        self._say(f"[{self.done}/{self.total}] {result.outcome:<7} {label}{secs}  ({names}){where}")
-
-    def end(self, result: BuildResult) -> None:
-        pass
-
-
-class RichReporter:
-    """A live view on a terminal: per app, layers done/total, cached vs built, running step."""
-
-    def __init__(self, console: Any) -> None:
-        from rich.live import Live
-
-        self.console = console
-        self.live = Live(console=console, refresh_per_second=8, transient=True)
-        self.graph: BuildGraph | None = None
-        self.state: dict[str, str] = {}
-        self.running: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self.started = time.monotonic()
-
-    def _render(self) -> Any:
-        from rich.table import Table
-
-        table = Table(box=None, show_header=True, header_style="bold")
-        for col in ("app", "layers", "cached", "built", "now"):
-            table.add_column(col)
-        graph = self.graph
-        if graph is None:
-            return table
-        for target in graph.outputs:
-            keys = [k for k in graph.images[target].nodes if graph.node(k).kind != "base"]
-            done = sum(1 for k in keys if self.state.get(k) in ("built", "cached"))
-            cached = sum(1 for k in keys if self.state.get(k) == "cached")
-            built = sum(1 for k in keys if self.state.get(k) == "built")
-            failed = any(self.state.get(k) in ("failed", "skipped") for k in keys)
-            now = next((self.running[k] for k in keys if k in self.running), "")
-            status = "[red]failed[/red]" if failed else _clip(now, 50)
-            table.add_row(target, f"{done}/{len(keys)}", str(cached), str(built), status)
-        return table
-
-    def begin(self, graph: BuildGraph, keys: Sequence[str]) -> None:
-        self.graph = graph
-        self.live.start()
-        self.live.update(self._render())
-
-    def node_started(self, node: LayerNode, apps: frozenset[str]) -> None:
-        with self._lock:
-            self.running[node.key] = node.label
-            self.live.update(self._render())
-
-    def node_output(self, node: LayerNode, line: str) -> None:
-        pass
-
-    def node_finished(self, node: LayerNode, apps: frozenset[str], result: NodeResult) -> None:
-        with self._lock:
-            self.running.pop(node.key, None)
-            self.state[node.key] = result.outcome
-            self.live.update(self._render())
-
-    def end(self, result: BuildResult) -> None:
-        self.live.stop()
-
-
 def make_reporter(progress: str, verbose: bool, stream: TextIO) -> Reporter:
-    """The reporter for ``--progress``: ``quiet`` (nothing), ``plain`` (lines; with
-    ``verbose`` every line of step output too), ``rich`` (a live view), or ``auto``
-    (rich on a terminal unless ``verbose``, plain otherwise)."""
-    if progress == "quiet":
-        return NullReporter()
-    if progress == "rich" or (progress == "auto" and stream.isatty() and not verbose):
-        from rich.console import Console
+    """The reporter for ``--progress``: ``quiet`` (errors only: a failed step's log as
+    it fails), ``plain`` (one line per event; with ``verbose`` every line of step output
+    too), ``rich`` (a live view), or ``auto`` (rich on a terminal unless ``verbose``,
+    plain otherwise)."""
+    from pipeline.report.progress import PlainReporter, QuietReporter
 
-        return RichReporter(Console(file=stream))
+    if progress == "quiet":
+        return QuietReporter(stream)
+    if progress == "rich" or (progress == "auto" and stream.isatty() and not verbose):
+        from pipeline.report.live import LiveReporter
+
+        return LiveReporter.on(stream)
     return PlainReporter(stream, verbose)
+
+
+@contextlib.contextmanager
+def transfers(stream: TextIO) -> Iterator[TransferProgress]:
+    """Byte progress for ``push`` and ``pull``: bars on a terminal, lines otherwise;
+    the view is gone (the terminal restored) when the block ends."""
+    reporter = make_reporter("auto", False, stream)
+    try:
+        yield reporter.transfer
+    finally:
+        close(reporter)
+
+
+def close(reporter: Reporter) -> None:
+    """Stop a reporter that never reached ``end`` (a live view restores the terminal)."""
+    stop = getattr(reporter, "close", None)
+    if stop is not None:
+        stop()
