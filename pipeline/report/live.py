@@ -37,6 +37,7 @@ from pipeline.report.progress import (
     Progress,
     clip,
     clock_text,
+    counter,
     counts_text,
     failure_text,
     transfer_text,
@@ -190,7 +191,7 @@ class LiveReporter:
             secs = clock_text(result.seconds)
             names = _apps(tuple(sorted(apps)))
             self._say(
-                f"[{done}/{self.progress.total}] {result.outcome:<7} {clip(node.label, 60)}"
+                f"{counter(done, self.progress.total)} {result.outcome:<7} {clip(node.label, 60)}"
                 f" {secs}  ({names})",
                 style,
             )

@@ -131,8 +131,9 @@ class _Step:
 
 
 class Progress:
-    """Thread-safe state of one build (see the module docstring). ``clock`` is injected
-    so tests can render frames at chosen moments."""
+    """Thread-safe state of one build (see the module docstring). Its clock starts when
+    it is made (the command's start, before the specs are read), not at ``begin``;
+    ``clock`` is injected so tests can render frames at chosen moments."""
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self.clock = clock
@@ -146,7 +147,6 @@ class Progress:
         now = self.clock()
         wanted = set(keys)
         with self._lock:
-            self.started = now
             for key in keys:
                 node = graph.node(key)
                 apps = tuple(sorted(graph.apps_of(key)))
@@ -242,6 +242,11 @@ class Progress:
         )
 
 
+def counter(done: int, total: int) -> str:
+    """``[ 7/17]``: steps finished of the build's steps, padded to line up."""
+    return f"[{done:>{len(str(total))}}/{total}]"
+
+
 def counts_text(frame: Frame) -> str:
     """``[7/17] 2 running, 1 waiting, 3 queued; 4 cached, 0 pulled, 3 built, 0 failed``."""
     c = frame.counts
@@ -250,7 +255,7 @@ def counts_text(frame: Frame) -> str:
     if c.get("waiting"):
         busy += f", {c['waiting']} waiting"
     return (
-        f"[{frame.done}/{frame.total}] {busy}, {c.get('queued', 0)} queued;"
+        f"{counter(frame.done, frame.total)} {busy}, {c.get('queued', 0)} queued;"
         f" {c.get('cached', 0)} cached, {c.get('pulled', 0)} pulled,"
         f" {c.get('built', 0)} built, {failed} failed"
     )
@@ -358,7 +363,9 @@ class PlainReporter:
             secs = f" {result.seconds:.1f}s" if result.outcome in ("built", "pulled") else ""
             where = f" on {result.worker}" if result.worker else ""
             total = self.progress.total
-            self.lines.say(f"[{done}/{total}] {result.outcome:<7} {label}{secs}  ({names}){where}")
+            self.lines.say(
+                f"{counter(done, total)} {result.outcome:<7} {label}{secs}  ({names}){where}"
+            )
         if result.failure is not None:
             self.lines.say(failure_text(result.failure))
 
