@@ -263,7 +263,7 @@ def test_sigkill_mid_build_then_a_clean_rebuild(
     assert proc.stdout is not None
     deadline = time.monotonic() + 60
     for line in proc.stdout:
-        if "[run ] RUN mkdir -p /opt/deps && seq 1 20000" in line or time.monotonic() > deadline:
+        if "[start] RUN mkdir -p /opt/deps && seq 1 20000" in line or time.monotonic() > deadline:
             break
     time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)

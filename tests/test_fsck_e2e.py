@@ -157,7 +157,7 @@ def test_builds_never_stay_running(busybox_store: Cli, store_path: Path, tmp_pat
         assert proc.stdout is not None
         deadline = time.monotonic() + 60
         for line in proc.stdout:
-            if "[run ] RUN mkdir -p /opt/shared" in line or time.monotonic() > deadline:
+            if "[start] RUN mkdir -p /opt/shared" in line or time.monotonic() > deadline:
                 break
         time.sleep(0.5)
         proc.send_signal(how)

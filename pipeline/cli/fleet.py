@@ -80,8 +80,6 @@ def _run_build(
         from pipeline.build.cluster import ClusterOptions, parse_cluster
 
         on_cluster = ClusterOptions(parse_cluster(cluster), jobs, insecure, verbose)
-    ws = workspace(ctx, specs, sets)
-    ca_bundle = ws.ca_bundle(ca_bundle)
 
     def pulled(ref: str, digest: str) -> None:
         if progress != "quiet":
@@ -89,6 +87,9 @@ def _run_build(
 
     reporter = report.make_reporter(progress, verbose, sys.stderr)
     try:
+        report.start(reporter)  # the clock starts here: reading the specs is part of it
+        ws = workspace(ctx, specs, sets)
+        ca_bundle = ws.ca_bundle(ca_bundle)
         ws.ensure_registry_bases(
             update, insecure, ca_bundle, on_pull=pulled, progress=reporter.transfer
         )

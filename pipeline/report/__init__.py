@@ -245,6 +245,14 @@ def transfers(stream: TextIO) -> Iterator[TransferProgress]:
         close(reporter)
 
 
+def start(reporter: Reporter) -> None:
+    """Let a live view draw before the build begins (while specs load and bases
+    resolve); pair with :func:`close`."""
+    begin = getattr(reporter, "start", None)
+    if begin is not None:
+        begin()
+
+
 def close(reporter: Reporter) -> None:
     """Stop a reporter that never reached ``end`` (a live view restores the terminal)."""
     stop = getattr(reporter, "close", None)

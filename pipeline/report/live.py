@@ -70,7 +70,7 @@ def render(frame: Frame, width: int = 100) -> Group:
     """The view of ``frame`` (pure: the same frame gives the same picture)."""
     parts: list[Any] = []
     head = Text(f"{spinner(frame.elapsed)} {clock_text(frame.elapsed)} ", style="bold")
-    head.append(counts_text(frame))
+    head.append(counts_text(frame) if frame.planned else "reading the specs, planning…")
     parts.append(head)
     label_width = max(20, width - 40)
     queued = [s for s in frame.active if s.state == "queued"]
@@ -157,6 +157,10 @@ class LiveReporter:
 
     def _render(self) -> Group:
         return render(self.progress.frame(), self.console.width)
+
+    def start(self) -> None:
+        """Start drawing now (before ``begin``: the view says it is planning)."""
+        self._start()
 
     def _start(self) -> None:
         if not self._started:

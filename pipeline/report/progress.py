@@ -111,6 +111,7 @@ class Frame:
     active: tuple[StepView, ...]  # running and waiting (oldest first), then queued
     targets: tuple[TargetView, ...]
     transfers: tuple[TransferView, ...]  # unfinished ones
+    planned: bool = True  # False before ``begin`` (specs read, bases resolved, graph made)
 
     @property
     def done(self) -> int:
@@ -142,11 +143,13 @@ class Progress:
         self._steps: dict[str, _Step] = {}
         self._targets: dict[str, tuple[str, ...]] = {}
         self._transfers: dict[str, TransferView] = {}
+        self._planned = False
 
     def begin(self, graph: BuildGraph, keys: Sequence[str]) -> None:
         now = self.clock()
         wanted = set(keys)
         with self._lock:
+            self._planned = True
             for key in keys:
                 node = graph.node(key)
                 apps = tuple(sorted(graph.apps_of(key)))
@@ -223,7 +226,9 @@ class Progress:
             )  # fmt: skip
             targets = tuple(self._target(name, keys) for name, keys in self._targets.items())
             transfers = tuple(t for t in self._transfers.values() if not t.finished)
-        return Frame(now, now - self.started, len(steps), counts, active, targets, transfers)
+        return Frame(
+            now, now - self.started, len(steps), counts, active, targets, transfers, self._planned
+        )
 
     def _target(self, name: str, keys: tuple[str, ...]) -> TargetView:
         states = [self._steps[k].state for k in keys if k in self._steps]
