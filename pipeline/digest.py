@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, NewType
 
 DIGEST_PREFIX = "sha256:"
+
+Digest = NewType("Digest", str)
+"""``sha256:<hex>`` of some bytes: a blob, a manifest, a config (content addressed)."""
+CacheKey = NewType("CacheKey", str)
+"""``sha256:<hex>`` of a node's canonical inputs (see ``key_of``); names no bytes."""
+DiffID = NewType("DiffID", str)
+"""``sha256:<hex>`` of a layer's *uncompressed* tar: the name of a layer in the store."""
 
 
 def canonical_json(value: Any) -> bytes:
@@ -14,14 +21,37 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def sha256_bytes(data: bytes) -> str:
+def sha256_bytes(data: bytes) -> Digest:
     """``sha256:<hex>`` of ``data``."""
-    return DIGEST_PREFIX + hashlib.sha256(data).hexdigest()
+    return Digest(DIGEST_PREFIX + hashlib.sha256(data).hexdigest())
 
 
-def key_of(value: Any) -> str:
+def key_of(value: Any) -> CacheKey:
     """The cache key of a JSON-able value: ``sha256:<hex>`` of its canonical JSON."""
-    return sha256_bytes(canonical_json(value))
+    return CacheKey(sha256_bytes(canonical_json(value)))
+
+
+def uncompressed_blob(diff_id: DiffID) -> Digest:
+    """The blob digest of a layer stored uncompressed: its diff_id, by definition."""
+    return Digest(diff_id)
+
+
+def as_digest(text: str, where: str = "") -> Digest:
+    """``text`` as a Digest, where it enters from outside (a manifest, a registry, an
+    index row); raises ValueError naming ``where`` unless it is well formed."""
+    if not is_digest(text):
+        raise ValueError(f"{where + ': ' if where else ''}not a sha256 digest: {text!r}")
+    return Digest(text)
+
+
+def as_cache_key(text: str, where: str = "") -> CacheKey:
+    """``text`` as a CacheKey (validated like ``as_digest``)."""
+    return CacheKey(as_digest(text, where))
+
+
+def as_diff_id(text: str, where: str = "") -> DiffID:
+    """``text`` as a DiffID (validated like ``as_digest``)."""
+    return DiffID(as_digest(text, where))
 
 
 def hex_of(digest: str) -> str:

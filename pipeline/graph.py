@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import networkx as nx
 
 
-from pipeline.digest import key_of
+from pipeline.digest import CacheKey, DiffID, Digest, key_of
 from pipeline.errors import SpecError
 from pipeline.model import BaseRef, Copy, Fleet, ImageDef, Meta, Pairs, Run
 from pipeline.oci.config import HistoryEntry, ImageConfig, as_pairs
@@ -36,9 +36,9 @@ class ResolvedBase:
     """A base image found in the store: its manifest digest, config and layers."""
 
     ref: str
-    manifest_digest: str
+    manifest_digest: Digest
     config: ImageConfig
-    diff_ids: tuple[str, ...]
+    diff_ids: tuple[DiffID, ...]
     history: tuple[tuple[str, bool], ...] = ()  # (created_by, empty_layer)
 
 
@@ -49,9 +49,9 @@ NodeKind = Literal["base", "run", "copy"]
 class LayerNode:
     """One node of the DAG: a base image, or one RUN/COPY layer."""
 
-    key: str
+    key: CacheKey
     kind: NodeKind
-    parent: str | None
+    parent: CacheKey | None
     label: str
     step: Run | Copy | None = None
     env: Pairs = ()
@@ -60,7 +60,7 @@ class LayerNode:
     base: BaseRef | None = None
     resolved: bool = True
     base_digest: str = ""
-    copy_from: str | None = None  # key of the image top node a COPY --from reads
+    copy_from: CacheKey | None = None  # key of the image top node a COPY --from reads
     content: str = ""  # a build-context COPY: the content digest its key was made from
 
 
@@ -69,7 +69,7 @@ class ImagePlan:
     """What one ImageDef compiles to: its chain of nodes (base first) and config."""
 
     id: str
-    nodes: tuple[str, ...]
+    nodes: tuple[CacheKey, ...]
     config: ImageConfig
     history: tuple[HistoryEntry, ...]
     tags: tuple[str, ...]
@@ -77,7 +77,7 @@ class ImagePlan:
     base: ResolvedBase | None = None
 
     @property
-    def top(self) -> str | None:
+    def top(self) -> CacheKey | None:
         return self.nodes[-1] if self.nodes else None
 
 
@@ -121,12 +121,12 @@ class BuildGraph:
     def apps_of(self, key: str) -> frozenset[str]:
         return self.apps[key]
 
-    def predecessors(self, key: str) -> tuple[str, ...]:
+    def predecessors(self, key: str) -> tuple[CacheKey, ...]:
         """The nodes ``key`` depends on: its parent and its COPY --from source."""
         node = self.nodes[key]
         return tuple(k for k in (node.parent, node.copy_from) if k is not None)
 
-    def edges(self) -> list[tuple[str, str]]:
+    def edges(self) -> list[tuple[CacheKey, str]]:
         return [(p, k) for k in self.nodes for p in self.predecessors(k)]
 
     @cached_property
@@ -143,7 +143,7 @@ class BuildGraph:
         """All node keys in a deterministic topological order: of the nodes whose
         dependencies are done, the smallest key first (Kahn's algorithm on a heap)."""
         children: dict[str, list[str]] = {k: [] for k in self.nodes}
-        waiting = {}
+        waiting: dict[str, int] = {}
         for key in self.nodes:
             preds = self.predecessors(key)
             waiting[key] = len(preds)
@@ -151,7 +151,7 @@ class BuildGraph:
                 children[p].append(key)
         ready = [k for k, n in waiting.items() if n == 0]
         heapq.heapify(ready)
-        out = []
+        out: list[str] = []
         while ready:
             key = heapq.heappop(ready)
             out.append(key)
@@ -267,14 +267,14 @@ class _Compiler:
         self.apps: dict[str, set[str]] = {}
         self.plans: dict[str, ImagePlan] = {}
 
-    def _add(self, node: LayerNode) -> str:
+    def _add(self, node: LayerNode) -> CacheKey:
         if node.key not in self.nodes:
             self.nodes[node.key] = node
             self.apps[node.key] = set()
         return node.key
 
-    def closure_keys(self, image_id: str) -> set[str]:
-        out: set[str] = set()
+    def closure_keys(self, image_id: str) -> set[CacheKey]:
+        out: set[CacheKey] = set()
         stack = list(self.plans[image_id].nodes)
         while stack:
             key = stack.pop()
@@ -303,7 +303,7 @@ class _Compiler:
 
     def _start(
         self, image: ImageDef, trail: tuple[str, ...]
-    ) -> tuple[tuple[str, ...], ImageConfig, tuple[HistoryEntry, ...], ResolvedBase | None]:
+    ) -> tuple[tuple[CacheKey, ...], ImageConfig, tuple[HistoryEntry, ...], ResolvedBase | None]:
         base = image.base
         if base.kind == "scratch":
             return (), ImageConfig(), (), None
@@ -340,7 +340,11 @@ class _Compiler:
         return ImagePlan(image.id, tuple(chain), config, tuple(hist), image.tags, False, base)
 
     def _step_node(
-        self, step: Run | Copy, parent: str | None, config: ImageConfig, trail: tuple[str, ...]
+        self,
+        step: Run | Copy,
+        parent: CacheKey | None,
+        config: ImageConfig,
+        trail: tuple[str, ...],
     ) -> LayerNode:
         workdir = config.workdir or "/"
         label = step_label(step)
@@ -362,7 +366,8 @@ class _Compiler:
             return LayerNode(
                 key_of(material), "run", parent, label, step, env, workdir, config.user
             )
-        copy_from = None
+        copy_from: CacheKey | None = None
+        content: str
         if step.from_image is not None:
             source = self.plan(step.from_image, trail)
             if source.top is None:

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import storedb
-from pipeline.digest import hex_of, is_digest, sha256_bytes
+from pipeline.digest import DiffID, Digest, as_diff_id, hex_of, is_digest, sha256_bytes
 from pipeline.errors import StoreError
 from pipeline.fs.tree import remove_tree  # iterative: layers may nest deeper than recursion
 from pipeline.limits import current as current_limits
@@ -232,13 +232,16 @@ class Store(BuildRecords):
             except sqlite3.Error as exc:
                 raise storedb.translate(exc, self.index_path, self._wait) from None
 
-    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` under the store's lock: all of it or,
+        on any exception, none of it (rolled back). sqlite errors become StoreError."""
         self._writable()
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    cur = self._db.execute(sql, args)
+                    yield self._db
                     self._db.execute("COMMIT")
                 except BaseException:
                     with contextlib.suppress(sqlite3.Error):
@@ -246,23 +249,16 @@ class Store(BuildRecords):
                     raise
             except sqlite3.Error as exc:
                 raise storedb.translate(exc, self.index_path, self._wait) from None
-            return cur.lastrowid or 0
+
+    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        with self._transaction() as db:
+            cur = db.execute(sql, args)
+        return cur.lastrowid or 0
 
     def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """``sql`` once per row, all in one transaction."""
-        self._writable()
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    self._db.executemany(sql, rows)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise storedb.translate(exc, self.index_path, self._wait) from None
+        with self._transaction() as db:
+            db.executemany(sql, rows)
 
     # -- staging and locks ---------------------------------------------------------
 
@@ -358,7 +354,7 @@ class Store(BuildRecords):
         os.replace(tmp, path)
         _fsync_dir(path.parent)
 
-    def put_blob(self, blob: Blob) -> str:
+    def put_blob(self, blob: Blob) -> Digest:
         """Store a (small) blob; idempotent and atomic. Returns its digest."""
         digest = blob.descriptor.digest
         if sha256_bytes(blob.data) != digest:
@@ -437,11 +433,11 @@ class Store(BuildRecords):
 
     # -- cache keys ----------------------------------------------------------------
 
-    def lookup(self, key: str) -> str | None:
+    def lookup(self, key: str) -> DiffID | None:
         """The diff_id built for ``key``, if recorded and its layer dir is present."""
         rows = self._query("SELECT diff_id FROM cache WHERE key=?", (key,))
         if rows and self.has_layer(rows[0][0]):
-            return str(rows[0][0])
+            return DiffID(str(rows[0][0]))  # written by ``record``; fsck checks the index
         return None
 
     def record(self, key: str, diff_id: str, created_by: str, seconds: float) -> None:
@@ -491,11 +487,13 @@ class Store(BuildRecords):
             for n, m, u in self._query("SELECT name, manifest, updated FROM images ORDER BY name")
         ]
 
-    def manifest_layers(self, manifest_digest: str) -> list[tuple[str, int]]:
-        """(diff_id, size) of each layer of a stored image, bottom first."""
+    def manifest_layers(self, manifest_digest: str) -> list[tuple[DiffID, int]]:
+        """(diff_id, size) of each layer of a stored image, bottom first. The diff_ids
+        are validated: a stored config is input like any other."""
         manifest = self.get_json(manifest_digest)
         config = self.get_json(manifest["config"]["digest"])
-        diff_ids = config["rootfs"]["diff_ids"]
+        where = f"{self.root}: image config of {manifest_digest}"
+        diff_ids = [as_diff_id(str(d), where) for d in config["rootfs"]["diff_ids"]]
         sizes = [int(d["size"]) for d in manifest["layers"]]
         return list(zip(diff_ids, sizes, strict=True))
 

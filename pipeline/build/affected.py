@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.digest import as_digest
 from pipeline.errors import PipelineError, UsageError
 from pipeline.fs.contexthash import ContextHasher
 from pipeline.graph import BuildGraph, ResolvedBase, compile_fleet
@@ -100,7 +101,9 @@ def compare_graphs(
 def pinned_bases(fleet: Fleet, pins: Mapping[str, str]) -> dict[str, ResolvedBase]:
     """Registry bases pinned in a lock file, identified by their pinned digest alone."""
     return {
-        d.base.ref: ResolvedBase(d.base.ref, pins[d.base.ref], ImageConfig(), ())
+        d.base.ref: ResolvedBase(
+            d.base.ref, as_digest(pins[d.base.ref], "lock file"), ImageConfig(), ()
+        )
         for d in fleet.images.values()
         if d.base.kind == "registry" and d.base.ref in pins
     }

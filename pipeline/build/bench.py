@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.digest import uncompressed_blob
 from pipeline.errors import PipelineError, UsageError
 from pipeline.fs.contexthash import FileDigest
 from pipeline.model import Copy, Fleet, ImageDef, Run
@@ -275,7 +276,9 @@ def new_base_top(store: Store, ref: str, revision: int, epoch: int) -> None:
     config = ImageConfig.from_oci(image.config.get("config") or {})
     blob = image_config_blob(config, [d for d, _ in layers], history)
     store.put_blob(blob)
-    manifest = manifest_blob(blob.descriptor, [Descriptor(MT_LAYER, d, s) for d, s in layers])
+    manifest = manifest_blob(
+        blob.descriptor, [Descriptor(MT_LAYER, uncompressed_blob(d), s) for d, s in layers]
+    )
     store.tag(ref, store.put_blob(manifest))
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from pipeline.build.pull import fetch_layer
 from pipeline.build.push import BlobPusher, Compression
 from pipeline.build.transfers import TransferProgress, blob_progress
-from pipeline.digest import canonical_json, hex_of, is_digest, sha256_bytes
+from pipeline.digest import DiffID, canonical_json, hex_of, is_digest, sha256_bytes
 from pipeline.errors import UsageError
 from pipeline.oci.manifest import Blob, Descriptor, json_blob
 from pipeline.oci.media import MT_MANIFEST
@@ -55,7 +55,7 @@ class CacheHit:
     descriptor (``digest``, ``size``, ``mediaType``) and the entry manifest's digest."""
 
     key: str
-    diff_id: str
+    diff_id: DiffID
     layer: Mapping[str, Any]
     manifest: str
 
@@ -147,9 +147,11 @@ class RegistryCache:
             raise bad("its config is not {key, diff_id}") from None
         if recorded_key != key or not is_digest(diff_id):
             raise bad(f"its config is for key {str(recorded_key)[:80]!r}, not {key}")
-        return CacheHit(key, diff_id, dict(layer_desc), found.digest)
+        return CacheHit(key, DiffID(diff_id), dict(layer_desc), found.digest)  # checked above
 
-    def fetch(self, key: str, store: Store, progress: TransferProgress | None = None) -> str | None:
+    def fetch(
+        self, key: str, store: Store, progress: TransferProgress | None = None
+    ) -> DiffID | None:
         hit = self.lookup(key)
         if hit is None:
             return None
@@ -202,7 +204,7 @@ class RegistryCache:
 
     def publish(
         self,
-        entries: Sequence[tuple[str, str]],
+        entries: Sequence[tuple[str, DiffID]],
         store: Store,
         progress: TransferProgress | None = None,
     ) -> None:
@@ -212,7 +214,7 @@ class RegistryCache:
         repo = self.ref.repository
         pusher = BlobPusher(self.registries, store, self.compression)
 
-        def one(item: tuple[str, str]) -> None:
+        def one(item: tuple[str, DiffID]) -> None:
             key, diff_id = item
             tag = cache_tag(key)
             if client.manifest_digest(repo, tag) is not None:

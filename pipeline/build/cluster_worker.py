@@ -38,13 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.build.executor import DONE, BuildOptions, NodeResult, build_node, default_ca_bundle
+from pipeline.digest import DiffID
 from pipeline.errors import SandboxError
 from pipeline.graph import LayerNode
 from pipeline.model import Copy
 from pipeline.sandbox.api import RunResult, RunSpec
 from pipeline.store import Store, default_store_path
 
-Layer = tuple[str, int]  # (diff_id, tar size)
+Layer = tuple[DiffID, int]  # (diff_id, tar size)
 
 
 @dataclass(frozen=True)

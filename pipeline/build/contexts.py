@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from pipeline.build.cache import RegistryCache
-from pipeline.digest import canonical_json, hex_of, is_digest
+from pipeline.digest import Digest, canonical_json, hex_of, is_digest
 from pipeline.fs.context import Entry, select
 from pipeline.fs.contexthash import digest_entries
 from pipeline.model import Copy
@@ -58,12 +58,12 @@ class ContextChanged(Exception):
     """The context's files no longer give the digest the COPY was keyed by."""
 
 
-def _file_digest(path: Path) -> str:
+def _file_digest(path: Path) -> Digest:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
-    return "sha256:" + h.hexdigest()
+    return Digest("sha256:" + h.hexdigest())
 
 
 class _Hashing:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from pipeline.build.transfers import TransferProgress
+from pipeline.digest import DiffID, uncompressed_blob
 from pipeline.errors import Location, StepFailure, StoreError
 from pipeline.graph import BuildGraph, ImagePlan, LayerNode
 from pipeline.model import Copy, Run
@@ -41,7 +42,9 @@ class RemoteCache(Protocol):
     """A shared layer cache elsewhere (a registry): cache key -> layer. ``progress``
     hears ``(label, bytes done, bytes total)`` of each layer transfer."""
 
-    def fetch(self, key: str, store: Store, progress: TransferProgress | None = None) -> str | None:
+    def fetch(
+        self, key: str, store: Store, progress: TransferProgress | None = None
+    ) -> DiffID | None:
         """Put the layer recorded for ``key`` into ``store`` (verified, atomic) and
         return its diff_id; None when the remote has no entry for ``key``."""
         ...
@@ -70,7 +73,7 @@ class BuildOptions:
 class NodeResult:
     key: str
     outcome: Outcome
-    layers: tuple[str, ...] = ()  # the chain's diff_ids, bottom first, through this node
+    layers: tuple[DiffID, ...] = ()  # the chain's diff_ids, bottom first, through this node
     seconds: float = 0.0
     size: int = 0  # bytes of this node's own layer(s) when built
     failure: StepFailure | None = None
@@ -273,7 +276,7 @@ def _schedule(
             rep.node_finished(graph.node(key), graph.apps_of(key), results[key])
 
 
-def _cached(store: Store, node: LayerNode, parent_layers: tuple[str, ...]) -> NodeResult | None:
+def _cached(store: Store, node: LayerNode, parent_layers: tuple[DiffID, ...]) -> NodeResult | None:
     if node.kind == "base":
         return None  # settled in the pool: it reads the manifest
     diff_id = store.lookup(node.key)
@@ -286,7 +289,7 @@ def _build_node(
     store: Store,
     node: LayerNode,
     apps: frozenset[str],
-    parent_layers: tuple[str, ...],
+    parent_layers: tuple[DiffID, ...],
     results: Mapping[str, NodeResult],
     options: BuildOptions,
     rep: Reporter,
@@ -312,8 +315,8 @@ def build_node(
     store: Store,
     node: LayerNode,
     apps: frozenset[str],
-    parent_layers: tuple[str, ...],
-    source_layers: tuple[str, ...],
+    parent_layers: tuple[DiffID, ...],
+    source_layers: tuple[DiffID, ...],
     options: BuildOptions,
     on_output: Callable[[str], None],
     runner: StepRunner,
@@ -409,7 +412,7 @@ def _lowerdirs(store: Store, layers: Sequence[str]) -> list[Path]:
 def _run_step(
     store: Store,
     node: LayerNode,
-    parent_layers: tuple[str, ...],
+    parent_layers: tuple[DiffID, ...],
     scratch: Path,
     layer: Path,
     options: BuildOptions,
@@ -485,8 +488,8 @@ def default_ca_bundle(environ: Mapping[str, str]) -> Path | None:
 def _copy_step(
     store: Store,
     node: LayerNode,
-    parent_layers: tuple[str, ...],
-    source_layers: tuple[str, ...],
+    parent_layers: tuple[DiffID, ...],
+    source_layers: tuple[DiffID, ...],
     layer: Path,
     selection: Sequence[Entry] | None = None,
 ) -> None:
@@ -516,14 +519,18 @@ def _write_image(store: Store, plan: ImagePlan, results: Mapping[str, NodeResult
     return write_image(store, plan, tuple((d, store.layer_size(d)) for d in layers))
 
 
-def write_image(store: Store, plan: ImagePlan, sizes: tuple[tuple[str, int], ...]) -> ImageResult:
+def write_image(
+    store: Store, plan: ImagePlan, sizes: tuple[tuple[DiffID, int], ...]
+) -> ImageResult:
     """Write ``plan``'s config and manifest over the layers ``sizes`` ((diff_id, tar
     size), bottom first) and point its id and tags at it. The layers need not be in
     ``store`` (a cluster build keeps them in its registry)."""
     history = _history(plan.history, len(sizes))
     config = image_config_blob(plan.config, [d for d, _ in sizes], history)
     store.put_blob(config)
-    manifest = manifest_blob(config.descriptor, [Descriptor(MT_LAYER, d, s) for d, s in sizes])
+    manifest = manifest_blob(
+        config.descriptor, [Descriptor(MT_LAYER, uncompressed_blob(d), s) for d, s in sizes]
+    )
     digest = store.put_blob(manifest)
     names = (plan.id, *plan.tags)
     for name in names:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from pipeline.digest import hex_of
+from pipeline.digest import DiffID, Digest, as_digest, hex_of, uncompressed_blob
 from pipeline.errors import StoreError, UsageError
 from pipeline.graph import ResolvedBase
 from pipeline.model import Fleet
@@ -28,10 +28,10 @@ from pipeline.store import Store
 @dataclass(frozen=True)
 class StoredImage:
     name: str
-    manifest_digest: str
-    config_digest: str
+    manifest_digest: Digest
+    config_digest: Digest
     config: Mapping[str, Any]
-    layers: tuple[tuple[str, int], ...]  # (diff_id, size), bottom first
+    layers: tuple[tuple[DiffID, int], ...]  # (diff_id, size), bottom first
 
     @property
     def history(self) -> list[Mapping[str, Any]]:
@@ -44,9 +44,10 @@ def load_image(store: Store, name: str) -> StoredImage:
     if digest is None:
         raise UsageError(f"{name}: no such image in the store ({store.root})")
     manifest = store.get_json(digest)
-    config_digest = manifest["config"]["digest"]
+    config_digest = as_digest(str(manifest["config"]["digest"]), f"manifest {digest}")
     config = store.get_json(config_digest)
-    return StoredImage(name, digest, config_digest, config, tuple(store.manifest_layers(digest)))
+    layers = tuple(store.manifest_layers(digest))
+    return StoredImage(name, as_digest(digest, name), config_digest, config, layers)
 
 
 def resolve_bases(fleet: Fleet, store: Store) -> dict[str, ResolvedBase]:
@@ -95,7 +96,7 @@ def import_image(
         for layer_dir in imported.layer_dirs:
             info = layer_info(layer_dir, epoch)
             store.commit_layer(layer_dir, info.diff_id, info.size, epoch)
-            descriptors.append(Descriptor(MT_LAYER, info.diff_id, info.size))
+            descriptors.append(Descriptor(MT_LAYER, uncompressed_blob(info.diff_id), info.size))
             diff_ids.append(info.diff_id)
         source_cfg = dict(imported.config)
         config = ImageConfig.from_oci(source_cfg.get("config") or {})

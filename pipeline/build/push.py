@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
 from pipeline.build.transfers import TransferProgress, blob_progress
-from pipeline.digest import canonical_json, hex_of, is_digest, short
+from pipeline.digest import (
+    DiffID,
+    Digest,
+    canonical_json,
+    hex_of,
+    is_digest,
+    short,
+    uncompressed_blob,
+)
 from pipeline.errors import StoreError
 from pipeline.oci.manifest import Descriptor, manifest_blob
 from pipeline.oci.media import MT_CONFIG, MT_LAYER, MT_LAYER_GZIP, MT_MANIFEST
@@ -57,8 +65,8 @@ class _Hashing:
         self._inner.flush()
 
     @property
-    def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
+    def digest(self) -> Digest:
+        return Digest("sha256:" + self.hash.hexdigest())
 
 
 @dataclass
@@ -104,7 +112,7 @@ class BlobPusher:
         self._lock = threading.Lock()
         self._present: set[tuple[str, str, str]] = set()
         self._where: dict[str, set[str]] = {}
-        self._gzip: dict[str, tuple[str, int]] = {}
+        self._gzip: dict[str, tuple[Digest, int]] = {}
 
     # where blobs are: memory for this run, the store's derived cache across runs
     def _known_repos(self, digest: str) -> set[str]:
@@ -169,12 +177,12 @@ class BlobPusher:
         return "uploaded"
 
     def layer(
-        self, diff_id: str, size: int, epoch: int
+        self, diff_id: DiffID, size: int, epoch: int
     ) -> tuple[_LayerBlob, Callable[[Path], object]]:
         """The descriptor of a layer's blob in the chosen compression, and the function
         that writes exactly those bytes (checking the diff_id on the way)."""
         if self.compression == "none":
-            desc = Descriptor(MT_LAYER, diff_id, size)
+            desc = Descriptor(MT_LAYER, uncompressed_blob(diff_id), size)
             return _LayerBlob(desc, diff_id), lambda p: self._write_layer(diff_id, p, epoch, False)
         known = self._gzip_known(diff_id)
         if known is None:
@@ -194,7 +202,7 @@ class BlobPusher:
 
         return _LayerBlob(desc, diff_id), produce
 
-    def _gzip_known(self, diff_id: str) -> tuple[str, int] | None:
+    def _gzip_known(self, diff_id: str) -> tuple[Digest, int] | None:
         with self._lock:
             if diff_id in self._gzip:
                 return self._gzip[diff_id]
@@ -203,12 +211,14 @@ class BlobPusher:
             try:
                 value = json.loads(raw)
                 if is_digest(value["digest"]) and isinstance(value["size"], int):
-                    return str(value["digest"]), int(value["size"])
+                    return Digest(str(value["digest"])), int(value["size"])
             except (ValueError, KeyError, TypeError):
                 return None
         return None
 
-    def _write_layer(self, diff_id: str, path: Path, epoch: int, compress: bool) -> tuple[str, int]:
+    def _write_layer(
+        self, diff_id: str, path: Path, epoch: int, compress: bool
+    ) -> tuple[Digest, int]:
         """Write the layer's tar (gzip'd when ``compress``) to ``path``; StoreError if
         the dir no longer gives ``diff_id``. Returns (blob digest, blob size)."""
         from pipeline.fs.tarwrite import write_layer

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.digest import as_digest
 from pipeline.errors import PipelineError, UsageError
 from pipeline.fs.tarformat import keep_xattr
 from pipeline.graph import BuildGraph
@@ -183,7 +184,7 @@ def seed_bases(source: Store, scratch: Store, graph: BuildGraph, keys: Sequence[
         manifest = source.get_json(node.base_digest)
         for digest in (node.base_digest, manifest["config"]["digest"]):
             data = source.get_blob(digest)
-            descriptor = Descriptor("application/octet-stream", digest, len(data))
+            descriptor = Descriptor("application/octet-stream", as_digest(digest), len(data))
             scratch.put_blob(Blob(data, descriptor))
         for diff_id, size in source.manifest_layers(node.base_digest):
             if scratch.has_layer(diff_id):

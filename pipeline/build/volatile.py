@@ -40,10 +40,10 @@ def volatile_keys(graph: BuildGraph, fleet: Fleet) -> dict[str, str]:
                             seen = f"arg {hit} ({by})"
                 if seen is not None and node.kind != "base":
                     out.setdefault(key, seen)
-    for key in graph.order():
-        if key not in out:
-            for pred in graph.predecessors(key):
+    for later in graph.order():
+        if later not in out:
+            for pred in graph.predecessors(later):
                 if pred in out:
-                    out[key] = out[pred]
+                    out[later] = out[pred]
                     break
     return out

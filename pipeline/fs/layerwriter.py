@@ -20,7 +20,7 @@ from pipeline.fs.layerstack import join_parts
 from pipeline.fs.tree import fd_budget, remove_tree_at
 
 if TYPE_CHECKING:
-    from pipeline.fs.copier import SourceNode
+    from pipeline.fs.copysource import SourceNode
 
 DEFAULT_DIR_MODE = 0o755
 _CHUNK = 1 << 30

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.digest import DiffID
+
 OPAQUE_XATTR = "trusted.overlay.opaque"
 WHITEOUT_PREFIX = b".wh."
 OPAQUE_MARKER = b".wh..wh..opq"
@@ -53,7 +55,7 @@ UNSUPPORTED_OVERLAY = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
 class LayerInfo:
     """The identity of a layer's tar form: ``diff_id`` (``sha256:<hex>``) and byte size."""
 
-    diff_id: str
+    diff_id: DiffID
     size: int
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from pipeline.digest import DIGEST_PREFIX
+from pipeline.digest import DIGEST_PREFIX, DiffID
 from pipeline.errors import StoreError, UnsafePathError
 from pipeline.fs.tarformat import (
     BLOCK,
@@ -283,7 +283,7 @@ def write_layer(root: Path, out: BinaryIO, epoch: int = 0) -> LayerInfo:
         update(chunk)
 
     size = _emit(root, epoch, sink)
-    return LayerInfo(DIGEST_PREFIX + h.hexdigest(), size)
+    return LayerInfo(DiffID(DIGEST_PREFIX + h.hexdigest()), size)
 
 
 def layer_info(root: Path, epoch: int = 0) -> LayerInfo:
@@ -291,4 +291,4 @@ def layer_info(root: Path, epoch: int = 0) -> LayerInfo:
     Same refusals; reads the tree once, streaming."""
     h = hashlib.sha256()
     size = _emit(root, epoch, h.update)
-    return LayerInfo(DIGEST_PREFIX + h.hexdigest(), size)
+    return LayerInfo(DiffID(DIGEST_PREFIX + h.hexdigest()), size)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pipeline.hcl import cty
 from pipeline.hcl.convert import ConversionError, convert, unify
 from pipeline.hcl.cty import DYNAMIC, NUMBER, STRING, V, equals
-from pipeline.hcl.functions import (
+from pipeline.hcl.fnbase import (
     STRINGS,
     ArgError,
     FunctionError,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from pipeline.hcl import cty
 from pipeline.hcl.cty import DYNAMIC, NUMBER, STRING, V
-from pipeline.hcl.functions import ArgError, FunctionError, Param, fn, num, text
+from pipeline.hcl.fnbase import ArgError, FunctionError, Param, fn, num, text
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})\Z"

@@ -22,7 +22,7 @@ from fractions import Fraction
 
 from pipeline.hcl import cty
 from pipeline.hcl.cty import BLOCK, DYNAMIC, NUMBER, STRING, V
-from pipeline.hcl.functions import ArgError, FunctionError, Param, fn, text, whole
+from pipeline.hcl.fnbase import ArgError, FunctionError, Param, fn, text, whole
 from pipeline.hcl.numbers import format_number, parse_decimal
 
 S = Param("str", STRING)

@@ -16,7 +16,7 @@ from pipeline.hcl import cty, graphemes
 from pipeline.hcl.convert import ConversionError, convert
 from pipeline.hcl.cty import BOOL, DYNAMIC, NUMBER, STRING, V
 from pipeline.hcl.fn_encoding import json_text, quote_json_string
-from pipeline.hcl.functions import ArgError, FunctionError, Param, fn, text
+from pipeline.hcl.fnbase import ArgError, FunctionError, Param, fn, text
 from pipeline.hcl.numbers import exact_digits, round_digits, shortest_digits
 
 

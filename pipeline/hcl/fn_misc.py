@@ -14,7 +14,7 @@ import re
 from pipeline.hcl import cty
 from pipeline.hcl.convert import ConversionError, can_convert, convert, mismatch
 from pipeline.hcl.cty import BOOL, DYNAMIC, NUMBER, STRING, Capsule, V, equals
-from pipeline.hcl.functions import (
+from pipeline.hcl.fnbase import (
     STRINGS,
     ArgError,
     FunctionError,

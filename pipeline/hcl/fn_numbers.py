@@ -12,7 +12,7 @@ from fractions import Fraction
 
 from pipeline.hcl import cty
 from pipeline.hcl.cty import BOOL, NUMBER, STRING, V
-from pipeline.hcl.functions import ArgError, FunctionError, Param, fn, num, whole
+from pipeline.hcl.fnbase import ArgError, FunctionError, Param, fn, num, whole
 from pipeline.hcl.numbers import modulo, parse_decimal, round_number
 
 A, B = Param("a", NUMBER), Param("b", NUMBER)

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from pipeline.hcl import cty
 from pipeline.hcl.cty import STRING, V
-from pipeline.hcl.functions import ArgError, FunctionError, Param, fn, text
+from pipeline.hcl.fnbase import ArgError, FunctionError, Param, fn, text
 
 _POSIX = {
     "alnum": "0-9A-Za-z",

@@ -13,7 +13,7 @@ import unicodedata
 
 from pipeline.hcl import cty, graphemes
 from pipeline.hcl.cty import NUMBER, STRING, V
-from pipeline.hcl.functions import STRINGS, ArgError, FunctionError, Param, fn, num, text, whole
+from pipeline.hcl.fnbase import STRINGS, ArgError, FunctionError, Param, fn, num, text, whole
 
 S = Param("str", STRING)
 

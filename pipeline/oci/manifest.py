@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.digest import canonical_json, sha256_bytes
+from pipeline.digest import DiffID, Digest, canonical_json, sha256_bytes
 from pipeline.oci.config import HistoryEntry, ImageConfig
 from pipeline.oci.media import MT_CONFIG, MT_INDEX, MT_MANIFEST
 
@@ -23,7 +23,7 @@ EPOCH_CREATED = "1970-01-01T00:00:00Z"
 @dataclass(frozen=True)
 class Descriptor:
     media_type: str
-    digest: str
+    digest: Digest
     size: int
     annotations: tuple[tuple[str, str], ...] = ()
 
@@ -53,7 +53,7 @@ def json_blob(value: Any, media_type: str) -> Blob:
 
 def image_config_blob(
     config: ImageConfig,
-    diff_ids: Sequence[str],
+    diff_ids: Sequence[DiffID],
     history: Sequence[HistoryEntry],
     created: str = EPOCH_CREATED,
     arch: str = "amd64",
