@@ -1,4 +1,4 @@
-"""The live view on a real terminal: `pipeline build-all` in a tmux pane (a real pty,
+"""The live view on a real terminal (and `--progress quiet` on a pipe): `pipeline build-all` in a tmux pane (a real pty,
 a real terminal emulator), on the real sandbox and a busybox base, its screen captured
 every 0.2 s. Checked: the view redraws at least once a second while a step is silent,
 a running step shows its timer and last output lines, running and queued look
@@ -136,3 +136,21 @@ def test_live_view_under_a_real_terminal(busybox_store: Cli, tmp_path: Path) -> 
     assert re.search(r"^\[\d/4\] built   RUN sleep 4; echo slow done", history, re.M), history
     assert "4 unique nodes: 3 built, 0 cached, 0 pulled" in history, history
     assert not re.search(f"[{SPINNER}] running", frames[-1][1]), frames[-1][1]
+
+
+def test_quiet_prints_errors_and_the_final_line_only(busybox_store: Cli, tmp_path: Path) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "fleet.hcl").write_text(FLEET.replace("sleep 4", "sleep 0").replace("sleep 1", "true"))
+    proc = busybox_store("build-all", "--progress", "quiet", check=False)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == [proc.stdout.strip()]  # one line, no table
+    assert proc.stdout.startswith("4 unique nodes: 3 built, 0 cached, 0 pulled")
+    assert proc.stderr.splitlines() == [
+        "specs/fleet.hcl:8:3: step 'RUN echo oops; true; exit 3' failed (exit code 3);"
+        " apps: image.fail",
+        "    | oops",
+        "specs/fleet.hcl:8:3: step 'RUN echo oops; true; exit 3' failed (exit code 3);"
+        " apps: image.fail",
+        "1 step(s) failed; their output is above",
+    ]
