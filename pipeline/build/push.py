@@ -170,8 +170,9 @@ class BlobPusher:
         else:
             with self.store.staging() as staging:
                 path = staging.path / "blob"
-                produce(path)
+                # announced (at 0 bytes) before the tar is spooled, which takes a while too
                 each = blob_progress(progress, label or f"push {short(digest)}", size)
+                produce(path)
                 client.upload_blob(repository, digest, size, path, location, each)
         self._remember(registry, repository, digest)
         return "uploaded"
