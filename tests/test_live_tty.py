@@ -1,9 +1,10 @@
-"""The live view on a real terminal (and `--progress quiet` on a pipe): `pipeline build-all` in a tmux pane (a real pty,
-a real terminal emulator), on the real sandbox and a busybox base, its screen captured
-every 0.2 s. Checked: the view redraws at least once a second while a step is silent,
-a running step shows its timer and last output lines, running and queued look
-different, and a failure's log is on the screen while other steps still run.
-Screenshots of those moments are below as text (timers and spinners masked)."""
+"""The live view on a real terminal (and `--progress quiet` on a pipe): `pipeline
+build-all` in a tmux pane (a real pty, a real terminal emulator), on the real sandbox
+and a busybox base, its screen captured every 0.2 s. Checked: the view redraws at least
+once a second while a step is silent, a running step shows its timer and last output
+lines, running and queued look different, and a failure's log is on the screen while
+other steps still run. Screenshots of those moments are below as text (timers and
+spinners masked)."""
 
 from __future__ import annotations
 
