@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import networkx as nx
 
 
+from pipeline import factoring as pf
 from pipeline.digest import key_of
 from pipeline.errors import SpecError
 from pipeline.model import BaseRef, Copy, Fleet, ImageDef, Meta, Pairs, Run
@@ -42,12 +43,14 @@ class ResolvedBase:
     history: tuple[tuple[str, bool], ...] = ()  # (created_by, empty_layer)
 
 
-NodeKind = Literal["base", "run", "copy"]
+NodeKind = Literal["base", "run", "copy", "stack"]
 
 
 @dataclass(frozen=True)
 class LayerNode:
-    """One node of the DAG: a base image, or one RUN/COPY layer."""
+    """One node of the DAG: a base image, one RUN/COPY layer, or a *stack*: no layer of
+    its own, it puts the layers of ``inputs`` (package layers built independently on
+    ``parent``) on top of ``parent``'s chain, in that order."""
 
     key: str
     kind: NodeKind
@@ -62,6 +65,41 @@ class LayerNode:
     base_digest: str = ""
     copy_from: str | None = None  # key of the image top node a COPY --from reads
     content: str = ""  # a build-context COPY: the content digest its key was made from
+    inputs: tuple[str, ...] = ()  # a stack: its independent layers, bottom first
+
+
+@dataclass(frozen=True)
+class PackageLayer:
+    """How one of an image's pip packages is layered (for ``plan``)."""
+
+    key: str
+    pins: tuple[str, ...]  # name==version
+    reason: pf.UnitReason
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PendingPip:
+    """A pip set not resolved yet in its environment (build resolves it, then compiles
+    again); meanwhile it compiles to its one-shot step."""
+
+    key: str  # pf.resolution_key
+    env_key: str
+    packages: tuple[str, ...]
+    step: Run
+    env: Pairs
+    workdir: str
+    user: str
+
+
+@dataclass(frozen=True)
+class PipOptions:
+    """Factoring settings: ``resolutions`` by resolution key (from the lock file)."""
+
+    factoring: bool = True
+    resolutions: Mapping[str, pf.Resolution] = field(default_factory=dict)
+    budget: int = pf.DEFAULT_LAYER_BUDGET
+    off_for: frozenset[str] = frozenset()  # image ids with factoring switched off
 
 
 @dataclass(frozen=True)
@@ -75,6 +113,7 @@ class ImagePlan:
     tags: tuple[str, ...]
     is_output: bool
     base: ResolvedBase | None = None
+    packages: tuple[PackageLayer, ...] = ()
 
     @property
     def top(self) -> str | None:
@@ -114,6 +153,7 @@ class BuildGraph:
     apps: Mapping[str, frozenset[str]]
     images: Mapping[str, ImagePlan]
     outputs: tuple[str, ...] = field(default=())
+    pending_pip: Mapping[str, PendingPip] = field(default_factory=dict)
 
     def node(self, key: str) -> LayerNode:
         return self.nodes[key]
@@ -124,7 +164,7 @@ class BuildGraph:
     def predecessors(self, key: str) -> tuple[str, ...]:
         """The nodes ``key`` depends on: its parent and its COPY --from source."""
         node = self.nodes[key]
-        return tuple(k for k in (node.parent, node.copy_from) if k is not None)
+        return (*(k for k in (node.parent, node.copy_from) if k is not None), *node.inputs)
 
     def edges(self) -> list[tuple[str, str]]:
         return [(p, k) for k in self.nodes for p in self.predecessors(k)]
@@ -161,10 +201,11 @@ class BuildGraph:
                     heapq.heappush(ready, child)
         return out
 
-    def closure(self, image_ids: Iterable[str]) -> set[str]:
-        """Every node the given images need (their chains and COPY --from inputs)."""
+    def closure(self, image_ids: Iterable[str], keys: Iterable[str] = ()) -> set[str]:
+        """Every node the given images (and ``keys``) need: their chains, COPY --from
+        sources and stacked layers."""
         need: set[str] = set()
-        stack = [k for i in image_ids for k in self.images[i].nodes]
+        stack = [k for i in image_ids for k in self.images[i].nodes] + list(keys)
         while stack:
             key = stack.pop()
             if key not in need:
@@ -229,6 +270,7 @@ def compile_fleet(
     copy_digest: CopyDigest,
     outputs: Iterable[str] | None = None,
     epoch: int = 0,
+    pip: PipOptions | None = None,
 ) -> BuildGraph:
     """Compile ``fleet`` into one merged BuildGraph.
 
@@ -238,17 +280,35 @@ def compile_fleet(
     refuse. ``outputs`` limits which images are compiled (default: fleet.outputs()).
     ``epoch`` (SOURCE_DATE_EPOCH) is part of every RUN and COPY key: it decides the
     layer's tar, so layers made with different epochs are different layers.
+    ``pip``: factoring of app pip sets (default: on, nothing resolved yet, so every
+    set compiles to its one-shot step and is listed in ``pending_pip``). Resolved sets
+    are compiled twice: once to count how many outputs use each pin, then with those
+    counts, which order every stack (most shared first).
     """
-    compiler = _Compiler(fleet, bases, copy_digest, epoch)
+    digests: dict[Copy, str] = {}
+
+    def once(copy: Copy) -> str:
+        if copy not in digests:
+            digests[copy] = copy_digest(copy)
+        return digests[copy]
+
     wanted = tuple(outputs) if outputs is not None else fleet.outputs()
-    for image_id in wanted:
-        compiler.plan(image_id, ())
-    for image_id in wanted:
-        for key in compiler.closure_keys(image_id):
-            compiler.apps[key].add(image_id)
+    options = pip or PipOptions(factoring=True)
+    compiler = _Compiler(fleet, bases, once, epoch, options, {})
+    compiler.run(wanted)
+    if compiler.unit_pins:
+        counts: dict[str, int] = {}
+        for image_id in wanted:
+            used = {
+                p for k in compiler.closure_keys(image_id) for p in compiler.unit_pins.get(k, ())
+            }
+            for pin_id in used:
+                counts[pin_id] = counts.get(pin_id, 0) + 1
+        compiler = _Compiler(fleet, bases, once, epoch, options, counts)
+        compiler.run(wanted)
     images = {i: replace(p, is_output=i in wanted) for i, p in compiler.plans.items()}
     apps = {k: frozenset(v) for k, v in compiler.apps.items()}
-    return BuildGraph(dict(compiler.nodes), apps, images, wanted)
+    return BuildGraph(dict(compiler.nodes), apps, images, wanted, dict(compiler.pending))
 
 
 class _Compiler:
@@ -257,8 +317,15 @@ class _Compiler:
         fleet: Fleet,
         bases: Mapping[str, ResolvedBase],
         copy_digest: CopyDigest,
-        epoch: int = 0,
+        epoch: int,
+        pip: PipOptions,
+        popularity: Mapping[str, int],
     ) -> None:
+        self.pip = pip
+        self.popularity = popularity
+        self.pending: dict[str, PendingPip] = {}
+        self.unit_pins: dict[str, tuple[str, ...]] = {}  # package layer key -> pin ids
+        self.layer_counts: dict[str, int] = {}
         self.epoch = epoch
         self.fleet = fleet
         self.bases = bases
@@ -273,6 +340,13 @@ class _Compiler:
             self.apps[node.key] = set()
         return node.key
 
+    def run(self, wanted: Iterable[str]) -> None:
+        for image_id in wanted:
+            self.plan(image_id, ())
+        for image_id in wanted:
+            for key in self.closure_keys(image_id):
+                self.apps[key].add(image_id)
+
     def closure_keys(self, image_id: str) -> set[str]:
         out: set[str] = set()
         stack = list(self.plans[image_id].nodes)
@@ -286,6 +360,7 @@ class _Compiler:
                 stack.append(node.parent)
             if node.copy_from:
                 stack.append(node.copy_from)
+            stack.extend(node.inputs)
         return out
 
     def plan(self, image_id: str, trail: tuple[str, ...]) -> ImagePlan:
@@ -328,16 +403,87 @@ class _Compiler:
         nodes, config, history, base = self._start(image, trail)
         chain = list(nodes)
         hist = list(history)
-        for step in image.steps:
+        packages: list[PackageLayer] = []
+        for index, step in enumerate(image.steps):
             if isinstance(step, Meta):
                 config = config.apply(step)
                 hist.append(HistoryEntry(meta_label(step), True))
                 continue
             parent = chain[-1] if chain else None
+            if isinstance(step, Run) and step.pip and parent is not None:
+                after = sum(1 for s in image.steps[index + 1 :] if not isinstance(s, Meta))
+                factored = self._factored(image, step, parent, config, after)
+                if factored is not None:
+                    keys, entries, layers = factored
+                    chain.extend(keys)
+                    hist.extend(entries)
+                    packages.extend(layers)
+                    continue
             node = self._step_node(step, parent, config, trail)
             chain.append(self._add(node))
             hist.append(HistoryEntry(step_label(step, full=True), False, node.key))
-        return ImagePlan(image.id, tuple(chain), config, tuple(hist), image.tags, False, base)
+        return ImagePlan(
+            image.id, tuple(chain), config, tuple(hist), image.tags, False, base, tuple(packages)
+        )
+
+    def _layers(self, key: str) -> int:
+        """How many filesystem layers the chain through ``key`` has."""
+        if key not in self.layer_counts:
+            node = self.nodes[key]
+            if node.kind == "base":
+                found = self.bases.get(node.base.ref) if node.base else None
+                count = len(found.diff_ids) if found else 1
+            else:
+                below = self._layers(node.parent) if node.parent else 0
+                count = below + (len(node.inputs) if node.kind == "stack" else 1)
+            self.layer_counts[key] = count
+        return self.layer_counts[key]
+
+    def _factored(
+        self, image: ImageDef, step: Run, parent: str, config: ImageConfig, after: int
+    ) -> tuple[list[str], list[HistoryEntry], list[PackageLayer]] | None:
+        """Independent package layers for a resolved pip set on ``parent`` (the
+        environment layer), their stack, and a chained layer for what cannot be
+        independent; None when factoring is off for ``image`` or the set is not
+        resolved in this environment (then recorded as pending)."""
+        if not self.pip.factoring or image.id in self.pip.off_for:
+            return None
+        env = config.run_env(step.env)
+        rkey = pf.resolution_key(parent, step.pip, env)
+        resolution = self.pip.resolutions.get(rkey)
+        if resolution is None:
+            workdir = config.workdir or "/"
+            pending = PendingPip(rkey, parent, step.pip, step, env, workdir, config.user)
+            self.pending[rkey] = pending
+            return None
+        units, chained = pf.plan_units(resolution, self.popularity, self._budget(parent, after))
+        keys, entries, layers = [], [], []
+        for unit in units:
+            run = replace(step, command=pf.install_command(unit.pins), display=unit.label, pip=())
+            node = self._step_node(run, parent, config, ())
+            keys.append(self._add(node))
+            self.unit_pins[node.key] = tuple(p.id for p in unit.pins)
+            entries.append(HistoryEntry(step_label(run, full=True), False, node.key))
+            layers.append(
+                PackageLayer(node.key, tuple(p.req for p in unit.pins), unit.reason, unit.detail)
+            )
+        label = f"STACK {len(keys)} package layers"
+        stack = LayerNode(pf.stack_key(parent, keys), "stack", parent, label, inputs=tuple(keys))
+        out = [self._add(stack)]
+        if chained:
+            display = f"pip {' '.join(p.req for p in chained)} (--no-deps, chained)"
+            run = replace(step, command=pf.install_command(chained), display=display, pip=())
+            node = self._step_node(run, stack.key, config, ())
+            out.append(self._add(node))
+            entries.append(HistoryEntry(step_label(run, full=True), False, node.key))
+            detail = "not a wheel: its install runs a build, so it stacks on the others"
+            layers.append(PackageLayer(node.key, tuple(p.req for p in chained), "chained", detail))
+        return out, entries, layers
+
+    def _budget(self, parent: str, after: int) -> int:
+        """Package layers an image may have: the budget less the layers below the
+        environment and the steps after the pip set (at least one)."""
+        return max(1, self.pip.budget - self._layers(parent) - after)
 
     def _step_node(
         self, step: Run | Copy, parent: str | None, config: ImageConfig, trail: tuple[str, ...]

@@ -65,6 +65,9 @@ class Run:
     of the image env; they are part of the key but not of the image config.
     ``display`` (optional) is what plans and progress show instead of the command;
     the image history always records the real command.
+    ``pip`` (an app's lowered ``pip`` list) marks the step as factorable: once the set
+    is resolved, the compiler replaces it by independent package layers
+    (``pipeline.factoring``); unresolved or with factoring off it runs as written.
     """
 
     command: str | tuple[str, ...]
@@ -73,6 +76,7 @@ class Run:
     env: Pairs = ()
     loc: Location | None = None
     display: str = ""  # a short description for plans and progress; never part of a key
+    pip: tuple[str, ...] = ()  # an app's pip set this step installs (factorable); not keyed
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from pipeline.build.executor import BuildResult, NodeResult, NullReporter, Reporter
 from pipeline.build.summary import build_totals, summary_rows
 from pipeline.digest import short
-from pipeline.graph import BuildGraph, LayerNode
+from pipeline.graph import BuildGraph, ImagePlan, LayerNode
 
 
 def human_bytes(n: float) -> str:
@@ -57,18 +57,25 @@ def plan_json(graph: BuildGraph, volatile: Mapping[str, str] | None = None) -> d
             entry["volatile"] = volatile[key]
         if n.copy_from:
             entry["copy_from"] = n.copy_from
+        if n.inputs:
+            entry["inputs"] = list(n.inputs)
         nodes.append(entry)
     images = {
         i: {
             "nodes": list(graph.images[i].nodes),
             "tags": list(graph.images[i].tags),
             "config": graph.images[i].config.to_oci(),
+            "packages": [
+                {"key": p.key, "pins": list(p.pins), "reason": p.reason, "detail": p.detail}
+                for p in graph.images[i].packages
+            ],
         }
         for i in graph.outputs
     }
     s = graph.summary()
     summary = {"apps": s.apps, "steps": s.steps, "unique": s.unique, "shared": s.shared}
-    return {"nodes": nodes, "images": images, "summary": summary}
+    pending = sorted(" ".join(p.packages) for p in graph.pending_pip.values())
+    return {"nodes": nodes, "images": images, "summary": summary, "pip_unresolved": pending}
 
 
 def plan_text(graph: BuildGraph, volatile: Mapping[str, str] | None = None) -> str:
@@ -93,11 +100,41 @@ def plan_text(graph: BuildGraph, volatile: Mapping[str, str] | None = None) -> s
                 mark += "  (unresolved)"
             if volatile and key in volatile:
                 mark += f"  (volatile: {volatile[key]})"
-            branch = "└─ " if depth == len(plan.nodes) - 1 else "├─ "
+            mark += "".join(
+                f"  (chained: {p.detail})"
+                for p in plan.packages
+                if p.key == key and p.reason == "chained"
+            )
+            last = depth == len(plan.nodes) - 1
+            branch = "└─ " if last else "├─ "
             lines.append(f"  {branch}{short(key)} {_clip(node.label)}{mark}")
+            if node.inputs:
+                lines.extend(_stack_lines(graph, plan, node.inputs, "   " if last else "│  "))
         lines.append("")
+    for item in sorted(graph.pending_pip.values(), key=lambda p: p.packages):
+        lines.append(
+            f"pip {' '.join(item.packages)}: not resolved in its environment yet, so one "
+            "layer for now; the next build resolves it, locks it and factors it"
+        )
     lines.append(str(graph.summary()))
     return "\n".join(lines)
+
+
+def _stack_lines(
+    graph: BuildGraph, plan: ImagePlan, inputs: tuple[str, ...], indent: str
+) -> list[str]:
+    """The package layers of a stack: who shares each one, and why pins share a layer."""
+    why = {p.key: p for p in plan.packages}
+    out = []
+    for i, key in enumerate(inputs):
+        apps = sorted(graph.apps_of(key))
+        layer = why.get(key)
+        note = f"  [{layer.reason}: {layer.detail}]" if layer and layer.reason != "own" else ""
+        branch = "└─ " if i == len(inputs) - 1 else "├─ "
+        shared = f"used by {len(apps)} apps" if len(apps) > 1 else f"only {apps[0]}"
+        label = _clip(graph.node(key).label.removeprefix("RUN "))
+        out.append(f"  {indent}{branch}{short(key)} {label}  ({shared}){note}")
+    return out
 
 
 def plan_dot(graph: BuildGraph) -> str:

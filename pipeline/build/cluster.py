@@ -126,6 +126,11 @@ def build(
             "(the cluster's one shared layer store)"
         )
     need = graph.closure(targets)
+    if any(graph.node(k).kind == "stack" for k in need):
+        raise UsageError(
+            f"--cluster {cluster.address}: factored pip layers are not built on a cluster "
+            "yet: build with --no-factoring (or locally)"
+        )
     order = [k for k in graph.order() if k in need]
     rep.begin(graph, order)
     results: dict[str, NodeResult] = {}

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from pipeline.errors import Location, StepFailure, StoreError
+from pipeline.errors import BuildFailed, Location, StepFailure, StoreError
 from pipeline.graph import BuildGraph, ImagePlan, LayerNode
 from pipeline.model import Copy, Run
 from pipeline.oci.config import HistoryEntry
@@ -130,6 +130,7 @@ def build(
     options: BuildOptions,
     reporter: Reporter | None = None,
     runner: StepRunner | None = None,
+    keys: Sequence[str] = (),
 ) -> BuildResult:
     """Build every node ``targets`` need, then write their images. Never raises for a
     failing step (see ``BuildResult.failures``); raises StoreError/SandboxError for a
@@ -139,14 +140,15 @@ def build(
     scheduling thread, such as KeyboardInterrupt from Ctrl-C, stops the build: the
     runner kills every running step, the pool drains (a killed step is never
     committed, its staging dir is removed), and the exception propagates; nodes that
-    finished before are in the store, so a rerun starts from them."""
+    finished before are in the store, so a rerun starts from them. ``keys``: more
+    nodes to build (with what they need) without writing an image for them."""
     rep = reporter or NullReporter()
     if runner is None:
         from pipeline.sandbox.linux import LinuxRunner
 
         runner = LinuxRunner()
     started = time.monotonic()
-    need = graph.closure(targets)
+    need = graph.closure(targets, keys)
     order = [k for k in graph.order() if k in need]
     if any(graph.node(k).kind == "run" and store.lookup(k) is None for k in order):
         runner.check_host()  # one clear line when this host cannot run steps at all
@@ -228,6 +230,11 @@ def _schedule(
                     rep.node_finished(node, apps, results[key])
                     continue
                 parent_layers = results[node.parent].layers if node.parent else ()
+                if node.kind == "stack":  # no layer of its own: settled here
+                    own = tuple(results[i].layers[-1] for i in node.inputs)
+                    results[key] = NodeResult(key, "cached", (*parent_layers, *own))
+                    rep.node_finished(node, apps, results[key])
+                    continue
                 hit = None if key in options.rebuild else _cached(store, node, parent_layers)
                 if hit is not None:
                     results[key] = hit
@@ -346,6 +353,26 @@ def build_node(
             tuple(sorted(apps)), node.label, _loc(node), None, (), f"{type(exc).__name__}: {exc}"
         )
         return NodeResult(node.key, "failed", (), time.monotonic() - started, failure=failure)
+
+
+def run_discarded(
+    store: Store,
+    node: LayerNode,
+    parent_layers: tuple[str, ...],
+    options: BuildOptions,
+    on_output: Callable[[str], None],
+    runner: StepRunner,
+) -> None:
+    """Run ``node``'s RUN step on ``parent_layers`` as a build would (mounts, env,
+    sandbox) and throw its layer away: for steps whose only product is what they write
+    to a cache mount. Raises BuildFailed when the step fails."""
+    try:
+        with store.staging() as staging:
+            layer = staging.path / "layer"
+            _run_step(store, node, parent_layers, staging.path, layer, options, on_output, runner)
+    except _StepFailed as exc:
+        failure = StepFailure((), node.label, _loc(node), exc.exit_code, exc.tail, exc.reason)
+        raise BuildFailed((failure,)) from None
 
 
 def _loc(node: LayerNode) -> Location | None:

@@ -53,6 +53,9 @@ def node_material(graph: BuildGraph, key: str, depth: int, manifests: Manifests)
         out["digest"] = node.base_digest
         out["resolved"] = node.resolved
         return out
+    if node.kind == "stack":
+        out["inputs"] = list(node.inputs)
+        return out
     step = node.step
     if isinstance(step, Run):
         out["command"] = step.command if isinstance(step.command, str) else list(step.command)

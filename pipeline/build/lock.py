@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.build.pull import local_for, pull_image
 from pipeline.digest import is_digest
@@ -44,13 +45,30 @@ def read_lock(path: Path) -> dict[str, str]:
 
 
 def write_lock(path: Path, pins: Mapping[str, str]) -> None:
-    """Write the lock file atomically (temp + rename), keys sorted, one pin a line."""
-    value = {
-        "comment": "written by pipeline: the manifest digest each registry base resolved to; "
-        "builds use it until `--update`",
-        "version": LOCK_VERSION,
-        "bases": dict(sorted(pins.items())),
-    }
+    """Write the base pins atomically (temp + rename), keys sorted, one pin a line;
+    the file's other sections (``pip``) are kept."""
+
+    def change(value: dict[str, Any]) -> None:
+        value["bases"] = dict(sorted(pins.items()))
+
+    update_lock(path, change)
+
+
+def update_lock(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Read the lock file (an empty one when absent), let ``change`` edit it, write it
+    back atomically (temp + rename)."""
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        loaded = {}
+    value: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+    value.setdefault("bases", {})
+    change(value)
+    value["comment"] = (
+        "written by pipeline: the manifest digest each registry base resolved to, and the "
+        "exact closure of each pip set; builds use them until `--update`"
+    )
+    value["version"] = LOCK_VERSION
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import SpecError, UnsafePathError, UsageError, did_you_mean
-from pipeline.graph import BuildGraph, compile_fleet
+from pipeline.graph import BuildGraph, PipOptions, compile_fleet
 from pipeline.model import Copy, Fleet
 from pipeline.store import Store
 
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from pipeline.fs.contexthash import FileDigest
     from pipeline.registry.client import Registries
 
+FACTORING_VARIABLE = "PIPELINE_FACTORING"  # "off" (or 0/false/no): one-shot pip layers
+BUDGET_VARIABLE = "PIPELINE_LAYER_BUDGET"
 MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: the largest time a tar header and RFC 3339 share
 EPOCH_VARIABLE = "SOURCE_DATE_EPOCH"
 
@@ -105,6 +107,10 @@ class Workspace:
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         # what each compiled COPY took from its context (for the key inputs kept per node)
         self.copy_manifests: dict[Copy, tuple[FileDigest, ...]] = {}
+        self.factoring: bool | None = None  # None: from PIPELINE_FACTORING (default on)
+        self.layer_budget: int | None = None  # None: from PIPELINE_LAYER_BUDGET
+        self.pip_update = False  # re-resolve every pip set (ignore the lock's pins)
+        self.pip_resolved: dict[str, Any] = {}  # resolved by this workspace
 
     # -- the store and settings --------------------------------------------------------
 
@@ -192,9 +198,66 @@ class Workspace:
                 ) from None
 
         fleet = self.fleet
-        graph = compile_fleet(fleet, resolve_bases(fleet, store), copy_digest, outputs, self.epoch)
+        bases = resolve_bases(fleet, store)
+        graph = compile_fleet(fleet, bases, copy_digest, outputs, self.epoch, self.pip_options())
         hasher.save()
         return graph
+
+    def pip_options(self) -> PipOptions:
+        """Factoring settings: the switch and budget (options, else the environment),
+        and the resolutions of the lock file (none with ``pip_update``) and this run."""
+        from pipeline.factoring import DEFAULT_LAYER_BUDGET
+
+        factoring = self.factoring
+        if factoring is None:
+            text = self.environ.get(FACTORING_VARIABLE, "").strip().lower()
+            factoring = text not in ("off", "0", "false", "no")
+        budget = self.layer_budget
+        if budget is None:
+            text = self.environ.get(BUDGET_VARIABLE, "").strip()
+            if text and (not text.isdigit() or int(text) < 1):
+                raise UsageError(f"{BUDGET_VARIABLE}={text!r}: expected a whole number >= 1")
+            budget = int(text) if text else DEFAULT_LAYER_BUDGET
+        resolutions = {} if self.pip_update else dict(self.pip_lock())
+        resolutions.update(self.pip_resolved)
+        return PipOptions(factoring, resolutions, budget)
+
+    def pip_lock(self) -> Mapping[str, Any]:
+        if self.specs is None or not self.factoring_possible:
+            return {}
+        from pipeline.build.lock import LOCK_FILE
+        from pipeline.build.pipresolve import read_pip_lock
+
+        return read_pip_lock(self.specs / LOCK_FILE)
+
+    @property
+    def factoring_possible(self) -> bool:
+        return any(getattr(s, "pip", ()) for d in self.fleet.images.values() for s in d.steps)
+
+    def resolve_pip(
+        self,
+        graph: BuildGraph,
+        outputs: Sequence[str],
+        options: BuildOptions,
+        reporter: Reporter,
+    ) -> BuildGraph:
+        """Resolve the pip sets ``graph`` has pending (in the sandbox, on their
+        environment layers, which are built for it), pin them in the lock file, and
+        compile again; ``graph`` itself when none is pending."""
+        if not graph.pending_pip:
+            return graph
+        from pipeline.build.lock import LOCK_FILE
+        from pipeline.build.pipresolve import resolve_pending, write_pip_lock
+
+        found = resolve_pending(
+            self.store, graph, list(graph.pending_pip.values()), options, reporter
+        )
+        if not found:
+            return graph
+        self.pip_resolved.update(found)
+        assert self.specs is not None
+        write_pip_lock(self.specs / LOCK_FILE, found)
+        return self.compile(outputs)
 
     def ensure_registry_bases(
         self,
@@ -285,7 +348,7 @@ class Workspace:
         )
         for key, node_result in result.nodes.items():
             node = graph.node(key)
-            if node.kind != "base":
+            if node.kind not in ("base", "stack"):
                 store.record_node(
                     build_id,
                     key,

@@ -100,6 +100,30 @@ def build_options(fn: F) -> F:
     return registry_options(fn)
 
 
+def factoring_options(fn: F) -> F:
+    """``--no-factoring`` and ``--layer-budget``, for ``plan``, ``build`` and ``build-all``."""
+    fn = click.option(
+        "--no-factoring",
+        "no_factoring",
+        is_flag=True,
+        help="One pip layer per set, as written (fleet-wide; env PIPELINE_FACTORING=off).",
+    )(fn)
+    fn = click.option(
+        "--layer-budget",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Most layers an app image may have (default 100; env PIPELINE_LAYER_BUDGET).",
+    )(fn)
+    return fn
+
+
+def set_factoring(ws: Workspace, no_factoring: bool, layer_budget: int | None) -> None:
+    if no_factoring:
+        ws.factoring = False
+    if layer_budget is not None:
+        ws.layer_budget = layer_budget
+
+
 def cluster_options(fn: F) -> F:
     """``--cluster``, for every command that builds (``build-all``, ``build``, ``bake``)."""
     fn = click.option(

@@ -11,7 +11,14 @@ from typing import Any
 
 import click
 
-from pipeline.cli.common import build_options, cluster_options, spec_options, workspace
+from pipeline.cli.common import (
+    build_options,
+    cluster_options,
+    factoring_options,
+    set_factoring,
+    spec_options,
+    workspace,
+)
 
 
 @click.command()
@@ -33,13 +40,22 @@ def validate(ctx: click.Context, specs: Path, sets: Sequence[str]) -> None:
     default="text",
     show_default=True,
 )
+@factoring_options
 @click.pass_context
-def plan(ctx: click.Context, specs: Path, sets: Sequence[str], fmt: str) -> None:
-    """Show the merged layer DAG and what is shared."""
+def plan(
+    ctx: click.Context,
+    specs: Path,
+    sets: Sequence[str],
+    fmt: str,
+    no_factoring: bool = False,
+    layer_budget: int | None = None,
+) -> None:
+    """Show the merged layer DAG, what is shared, and how pip packages are layered."""
     from pipeline import report
     from pipeline.build.volatile import volatile_keys
 
     ws = workspace(ctx, specs, sets)
+    set_factoring(ws, no_factoring, layer_budget)
     graph = ws.compile()
     volatile = volatile_keys(graph, ws.fleet)
     if fmt == "json":
@@ -67,6 +83,8 @@ def _run_build(
     insecure: bool = False,
     update: bool = False,
     cluster: str | None = None,
+    no_factoring: bool = False,
+    layer_budget: int | None = None,
 ) -> None:
     from pipeline import report
     from pipeline.build.executor import BuildOptions
@@ -81,6 +99,8 @@ def _run_build(
 
         on_cluster = ClusterOptions(parse_cluster(cluster), jobs, insecure, verbose)
     ws = workspace(ctx, specs, sets)
+    set_factoring(ws, no_factoring, layer_budget)
+    ws.pip_update = update
     ca_bundle = ws.ca_bundle(ca_bundle)
 
     def pulled(ref: str, digest: str) -> None:
@@ -96,6 +116,8 @@ def _run_build(
         **ws.remote_caches(cache_from, cache_to, insecure, ca_bundle),
     )
     reporter = report.make_reporter(progress, verbose, sys.stderr)
+    if on_cluster is None:
+        graph = ws.resolve_pip(graph, targets, options, reporter)
     result = ws.build(graph, targets, options, reporter, " ".join(sys.argv[1:]), on_cluster)
     click.echo(report.summary_text(graph, result))
     if json_report is not None:
@@ -118,6 +140,7 @@ def _report(path: Path) -> bool:
 @spec_options
 @build_options
 @cluster_options
+@factoring_options
 @click.pass_context
 def build_all(ctx: click.Context, /, specs: Path, sets: Sequence[str], **opts: Any) -> None:
     """Build every app (and every tagged image) of the fleet."""
@@ -129,6 +152,7 @@ def build_all(ctx: click.Context, /, specs: Path, sets: Sequence[str], **opts: A
 @spec_options
 @build_options
 @cluster_options
+@factoring_options
 @click.pass_context
 def build(
     ctx: click.Context, /, names: Sequence[str], specs: Path, sets: Sequence[str], **opts: Any

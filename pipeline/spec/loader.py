@@ -280,6 +280,7 @@ class Loader(BlockLoader):
             base=base,
             apt=strings("apt"),
             pip=strings("pip"),
+            factoring=bool(vals["factoring"].value) if "factoring" in vals else True,
             source=source,
             ignore=ignore,
             workdir=text("workdir"),

@@ -50,6 +50,7 @@ class AppFields:
     base: BaseRef
     apt: tuple[str, ...] = ()
     pip: tuple[str, ...] = ()
+    factoring: bool = True  # pip packages in independent, shared layers (pipeline.factoring)
     source: str = ""  # absolute path of the build context, "" for none
     ignore: tuple[str, ...] = ()  # patterns from the context's ignore file
     workdir: str = ""
@@ -103,6 +104,7 @@ def lower_app(app: AppFields) -> ImageDef:
                 env=PIP_ENV,
                 loc=app.pip_loc,
                 display=f"pip install {' '.join(pip)}",
+                pip=pip if app.factoring else (),
             )
         )
     workdir = app.workdir or (DEFAULT_APP_WORKDIR if app.source else "")

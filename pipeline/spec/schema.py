@@ -33,6 +33,7 @@ MATRIX_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")
 
 # Attribute kinds: what a value must be, and how it is normalised.
 EXPECTED = {
+    "bool": "true or false",
     "string": "a string",
     "strings": "a list of strings",
     "map": "a map of strings",
@@ -68,6 +69,7 @@ APP_ATTRS = {
     "from": "ref",
     "apt": "strings",
     "pip": "strings",
+    "factoring": "bool",
     "source": "string",
     "tags": "strings",
     "description": "string",
@@ -82,7 +84,7 @@ APP_ATTRS = {
 }
 APP_MAP_ATTRS = ("env", "labels", "args")  # merged key-wise by ``inherits``
 NOT_INHERITED = ("inherits", "matrix", "name")
-NOT_WITH_DOCKERFILE = ("from", "apt", "pip", "source")
+NOT_WITH_DOCKERFILE = ("from", "apt", "pip", "factoring", "source")
 ONLY_WITH_DOCKERFILE = ("context", "args", "target")
 GROUP_ATTRS = {"targets": "refs", "description": "string"}
 VARIABLE_ATTRS = ("default", "type", "description")
@@ -174,6 +176,10 @@ def as_command(value: object) -> tuple[str, ...]:
 def check_value(kind: str, value: Value) -> object:
     """``value`` normalised for ``kind``; raises _Mismatch saying what was found."""
     if kind == "any":
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise Mismatch(describe(value))
         return value
     if kind == "string":
         text = to_string(value)
