@@ -103,11 +103,15 @@ def sizes(shape: WheelShape) -> list[int]:
     return [rng.randint(shape.min_kib, shape.max_kib) * 1024 for _ in range(shape.pool)]
 
 
+APT = (
+    "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y"
+    " --no-install-recommends python3 python3-pip && rm -rf /var/lib/apt/lists/*"
+)
 FLEET_HCL = """\
 image "python" {{
   from = "{base}"
   run {{
-    command = "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-pip && rm -rf /var/lib/apt/lists/*"
+    command = "{apt}"
   }}
 }}
 
@@ -134,7 +138,9 @@ app "{name}" {{
 """
 
 
-def write_fleet(out: Path, shape: WheelShape, base: str = "debian:bookworm", extra: str = "") -> list[list[str]]:
+def write_fleet(
+    out: Path, shape: WheelShape, base: str = "debian:bookworm", extra: str = ""
+) -> list[list[str]]:
     """Write ``out/specs`` (fleet.hcl with the base images, apps.hcl) and the wheels
     under ``out/specs/wheels``; returns the apps' pip sets."""
     specs = out / "specs"
@@ -142,7 +148,7 @@ def write_fleet(out: Path, shape: WheelShape, base: str = "debian:bookworm", ext
     wheels.mkdir(parents=True, exist_ok=True)
     for i, size in enumerate(sizes(shape)):
         make_wheel(i, size, wheels)
-    (specs / "fleet.hcl").write_text(FLEET_HCL.format(base=base))
+    (specs / "fleet.hcl").write_text(FLEET_HCL.format(base=base, apt=APT))
     sets = app_sets(shape)
     text = []
     for n, pkgs in enumerate(sets):

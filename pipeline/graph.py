@@ -326,6 +326,7 @@ class _Compiler:
         self.pending: dict[str, PendingPip] = {}
         self.unit_pins: dict[str, tuple[str, ...]] = {}  # package layer key -> pin ids
         self.layer_counts: dict[str, int] = {}
+        self.pending_stacks: dict[str, LayerNode] = {}
         self.epoch = epoch
         self.fleet = fleet
         self.bases = bases
@@ -404,6 +405,7 @@ class _Compiler:
         chain = list(nodes)
         hist = list(history)
         packages: list[PackageLayer] = []
+        link: LayerNode | None = None  # a stack the next source COPY may join
         for index, step in enumerate(image.steps):
             if isinstance(step, Meta):
                 config = config.apply(step)
@@ -418,13 +420,39 @@ class _Compiler:
                     chain.extend(keys)
                     hist.extend(entries)
                     packages.extend(layers)
+                    link = self.pending_stacks.get(keys[-1]) if len(keys) == 1 else None
+                    if link is not None and link.key in self.nodes:
+                        link = None  # already a node of its own
                     continue
+            if isinstance(step, Copy) and step.from_image is None and link is not None:
+                # the app's source, linked like the package layers (COPY --link): on the
+                # environment, not on the stack, so a package change never rebuilds it
+                env_key = link.parent
+                node = self._step_node(step, env_key, config, trail)
+                inputs = (*link.inputs, self._add(node))
+                key = pf.stack_key(env_key or "", inputs)
+                label = f"STACK {len(link.inputs)} package layers + source"
+                chain[-1] = self._add(LayerNode(key, "stack", env_key, label, inputs=inputs))
+                hist.append(HistoryEntry(step_label(step, full=True), False, node.key))
+                link = None
+                continue
+            if link is not None:
+                self._add(link)
+                link = None
             node = self._step_node(step, parent, config, trail)
             chain.append(self._add(node))
             hist.append(HistoryEntry(step_label(step, full=True), False, node.key))
+        if link is not None:
+            self._add(link)
         return ImagePlan(
             image.id, tuple(chain), config, tuple(hist), image.tags, False, base, tuple(packages)
         )
+
+    def _add_stack(self, stack: LayerNode, chained: bool) -> str:
+        """A stack is added when something builds on it (a chained layer) or when the
+        chain ends with it; a source COPY after it replaces it with a larger stack."""
+        self.pending_stacks[stack.key] = stack
+        return self._add(stack) if chained else stack.key
 
     def _layers(self, key: str) -> int:
         """How many filesystem layers the chain through ``key`` has."""
@@ -469,7 +497,7 @@ class _Compiler:
             )
         label = f"STACK {len(keys)} package layers"
         stack = LayerNode(pf.stack_key(parent, keys), "stack", parent, label, inputs=tuple(keys))
-        out = [self._add(stack)]
+        out = [self._add_stack(stack, bool(chained))]
         if chained:
             display = f"pip {' '.join(p.req for p in chained)} (--no-deps, chained)"
             run = replace(step, command=pf.install_command(chained), display=display, pip=())
