@@ -6,7 +6,9 @@ deflated, so a wheel is about its size), sized between ``min_kib`` and ``max_kib
 Every fourth package depends on the one before it (``pkg03`` needs ``pkg02``), so
 closures are larger than the sets. ``pkg00`` and ``pkg01`` ship the same
 ``pipeline_shared.pth`` (identical bytes), so their layers must be one: the overlap
-detection is exercised. Each of the first three ships a console script.
+detection sees a path shipped alike (no conflict); with ``conflict``, ``pkg02`` and
+``pkg05`` ship one path with different bytes (a conflict: one layer). Each of the
+first three ships a console script.
 
 Fleet: ``apps`` apps, each a set of ``min_set``..``max_set`` packages chosen with a
 fixed seed, on one shared base image (Debian + python3-pip) that carries the pool as
@@ -39,6 +41,7 @@ class WheelShape:
     min_set: int = 3
     max_set: int = 8
     seed: int = 15
+    conflict: bool = False  # pkg02 and pkg05 ship one file with different bytes
 
 
 def package_name(i: int) -> str:
@@ -54,7 +57,7 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def make_wheel(i: int, size: int, out: Path) -> Path:
+def make_wheel(i: int, size: int, out: Path, conflict: bool = False) -> Path:
     """One deterministic wheel (same bytes on every run)."""
     name = package_name(i)
     dist = f"{name}-1.0.dist-info"
@@ -64,6 +67,8 @@ def make_wheel(i: int, size: int, out: Path) -> Path:
     files[f"{name}/data.bin"] = rng.randbytes(size)
     if i < 2:
         files["pipeline_shared.pth"] = b"# shared by pkg00 and pkg01\n"
+    if conflict and i in (2, 5):
+        files["pipeline_conflict.txt"] = f"written by {name}\n".encode()
     requires = "".join(f"Requires-Dist: {package_name(d)}\n" for d in depends(i))
     files[f"{dist}/METADATA"] = (
         f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n{requires}"
@@ -147,7 +152,7 @@ def write_fleet(
     wheels = specs / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     for i, size in enumerate(sizes(shape)):
-        make_wheel(i, size, wheels)
+        make_wheel(i, size, wheels, shape.conflict)
     (specs / "fleet.hcl").write_text(FLEET_HCL.format(base=base, apt=APT))
     sets = app_sets(shape)
     text = []

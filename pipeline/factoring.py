@@ -35,6 +35,7 @@ from pipeline.digest import key_of
 # on a chain. Nix's layered images default to 100; so do we, for the whole image.
 DEFAULT_LAYER_BUDGET = 100
 WHEELS = "/root/.cache/pip/wheels"
+PACKAGE_COMMENT = "pip package layer:"  # the history comment of a package layer
 
 UnitReason = Literal["own", "conflict", "budget", "chained"]
 
@@ -108,8 +109,11 @@ def resolution_key(env_key: str, packages: Sequence[str], env: Iterable[tuple[st
     )
 
 
-def overlapping(files: Mapping[str, frozenset[str]]) -> tuple[tuple[str, ...], ...]:
-    """Groups (sorted, 2+ names) of packages whose install paths overlap, transitively."""
+def overlapping(files: Mapping[str, Mapping[str, str]]) -> tuple[tuple[str, ...], ...]:
+    """Groups (sorted, 2+ names) of packages that install one path with different
+    content (``files``: package -> path -> content digest), transitively. The same
+    bytes at one path (a namespace ``__init__.py`` two packages ship alike) is no
+    conflict: either layer on top gives the same file."""
     parent = {n: n for n in files}
 
     def find(n: str) -> str:
@@ -118,11 +122,11 @@ def overlapping(files: Mapping[str, frozenset[str]]) -> tuple[tuple[str, ...], .
             n = parent[n]
         return n
 
-    owner: dict[str, str] = {}
+    owner: dict[str, tuple[str, str]] = {}
     for name in sorted(files):
-        for path in files[name]:
-            other = owner.setdefault(path, name)
-            if other != name:
+        for path, digest in files[name].items():
+            other, other_digest = owner.setdefault(path, (name, digest))
+            if other != name and other_digest != digest:
                 parent[find(name)] = find(other)
     groups: dict[str, list[str]] = {}
     for name in files:

@@ -491,7 +491,8 @@ class _Compiler:
             node = self._step_node(run, parent, config, ())
             keys.append(self._add(node))
             self.unit_pins[node.key] = tuple(p.id for p in unit.pins)
-            entries.append(HistoryEntry(step_label(run, full=True), False, node.key))
+            comment = f"{pf.PACKAGE_COMMENT} {' '.join(p.req for p in unit.pins)}"
+            entries.append(HistoryEntry(step_label(run, full=True), False, node.key, comment))
             layers.append(
                 PackageLayer(node.key, tuple(p.req for p in unit.pins), unit.reason, unit.detail)
             )
@@ -503,7 +504,8 @@ class _Compiler:
             run = replace(step, command=pf.install_command(chained), display=display, pip=())
             node = self._step_node(run, stack.key, config, ())
             out.append(self._add(node))
-            entries.append(HistoryEntry(step_label(run, full=True), False, node.key))
+            comment = f"{pf.PACKAGE_COMMENT} {' '.join(p.req for p in chained)} (chained)"
+            entries.append(HistoryEntry(step_label(run, full=True), False, node.key, comment))
             detail = "not a wheel: its install runs a build, so it stacks on the others"
             layers.append(PackageLayer(node.key, tuple(p.req for p in chained), "chained", detail))
         return out, entries, layers

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Literal
 
 from pipeline.digest import hex_of
 from pipeline.errors import StoreError, UsageError
+from pipeline.factoring import PACKAGE_COMMENT
 from pipeline.graph import ResolvedBase
 from pipeline.model import Fleet
 from pipeline.oci.config import HistoryEntry, ImageConfig
@@ -264,6 +265,8 @@ class DiskUsage:
     naive_bytes: int  # sum over named images of their layers
     per_image: tuple[tuple[str, int, int], ...]  # (name, shared bytes, exclusive bytes)
     on_disk: int  # bytes the store's files take (apparent sizes)
+    # pip package layers (history comment, size, how many of the apps use it), most used first
+    packages: tuple[tuple[str, int, int], ...] = ()
 
 
 def disk_usage(store: Store, names: Iterable[str] | None = None) -> DiskUsage:
@@ -274,9 +277,16 @@ def disk_usage(store: Store, names: Iterable[str] | None = None) -> DiskUsage:
     users: dict[str, set[str]] = {}
     sizes: dict[str, int] = {}
     per: dict[str, list[tuple[str, int]]] = {}
+    labels: dict[str, str] = {}
     for name in chosen:
         image = load_image(store, name)
         per[name] = list(image.layers)
+        made = [h for h in image.history if not h.get("empty_layer")]
+        if len(made) == len(image.layers):
+            for h, (diff_id, _) in zip(made, image.layers, strict=True):
+                comment = str(h.get("comment") or "")
+                if comment.startswith(PACKAGE_COMMENT):
+                    labels[diff_id] = comment.removeprefix(PACKAGE_COMMENT).strip()
         for diff_id, size in image.layers:
             users.setdefault(diff_id, set()).add(name)
             sizes[diff_id] = size
@@ -286,7 +296,13 @@ def disk_usage(store: Store, names: Iterable[str] | None = None) -> DiskUsage:
         exclusive = sum(s for d, s in layers if len(users[d]) == 1)
         rows.append((name, shared, exclusive))
     naive = sum(s for layers in per.values() for _, s in layers)
-    return DiskUsage(sum(sizes.values()), naive, tuple(rows), _apparent_size(store.root))
+    packages = sorted(
+        ((label, sizes[d], len(users[d])) for d, label in labels.items()),
+        key=lambda row: (-row[2], row[0]),
+    )
+    return DiskUsage(
+        sum(sizes.values()), naive, tuple(rows), _apparent_size(store.root), tuple(packages)
+    )
 
 
 def _apparent_size(root: Path) -> int:

@@ -106,57 +106,119 @@ def resolve_pending(
         runner = LinuxRunner()
     envs = sorted({p.env_key for p in pending})
     result = build(graph, store, [], options, reporter, runner, keys=envs)
-    out = {}
+    groups: dict[tuple[object, ...], list[PendingPip]] = {}
     for item in pending:
         env = result.nodes.get(item.env_key)
         if env is None or env.outcome not in ("built", "cached", "pulled"):
             continue
-        out[item.key] = _resolve_one(store, item, env.layers, options, runner)
+        same = (item.env_key, item.env, item.workdir, item.user, item.step.mounts, item.step.env)
+        groups.setdefault(same, []).append(item)
+    out = {}
+    for items in groups.values():
+        layers = result.nodes[items[0].env_key].layers
+        out.update(_resolve_group(store, items, layers, options, runner))
     return out
 
 
-def _resolve_one(
+def _resolve_group(
+    store: Store,
+    items: Sequence[PendingPip],
+    layers: tuple[str, ...],
+    options: BuildOptions,
+    runner: StepRunner,
+) -> dict[str, Resolution]:
+    """Resolve sets that share an environment: one sandbox run asks pip for every set's
+    install report (``options.jobs`` at a time, through the image's own ``xargs``),
+    a second one fetches the artifacts the wheelhouse lacks, all in one ``pip
+    download --no-deps`` of exact pins."""
+    first = items[0]
+    mount_id = f"pip-resolve-{first.key.removeprefix('sha256:')[:24]}"
+    out_dir = store.cache_mount_dir(mount_id)
+    for old in out_dir.iterdir():
+        old.unlink()
+    for n, item in enumerate(items):
+        pkgs = " ".join(shlex.quote(p) for p in item.packages)
+        (out_dir / f"job-{n:05d}.sh").write_text(
+            f"exec python3 -m pip install -q --dry-run --report {OUT}/report-{n}.json {pkgs}\n"
+        )
+    jobs = max(1, options.jobs)
+    command = f"cd {OUT} && ls job-*.sh | xargs -P {jobs} -n 1 sh"
+    _run(store, first, layers, options, runner, command, mount_id, f"{len(items)} sets")
+    reports = []
+    for n, item in enumerate(items):
+        try:
+            reports.append(json.loads((out_dir / f"report-{n}.json").read_text()))
+        except (OSError, ValueError) as exc:
+            where = f"{item.step.loc}: " if item.step.loc else ""
+            raise UsageError(
+                f"{where}pip {' '.join(item.packages)}: no resolver report ({exc})"
+            ) from None
+    wheels = store.cache_mount_dir(PIP_CACHE_ID) / "wheels"
+    missing = sorted(
+        {
+            f"{e['metadata']['name']}=={e['metadata']['version']}"
+            for data in reports
+            for e in data.get("install", ())
+            if not (wheels / _artifact(e)).is_file()
+        }
+    )
+    if missing:
+        reqs = " ".join(shlex.quote(r) for r in missing)
+        fetch = (
+            f"mkdir -p {WHEELS} && flock {WHEELS}.lock "
+            f"python3 -m pip download -q --no-deps -d {WHEELS} {reqs}"
+        )
+        _run(store, first, layers, options, runner, fetch, mount_id, f"fetch {len(missing)}")
+    for old in out_dir.iterdir():
+        old.unlink()
+    return {
+        item.key: _resolution(store, item, data) for item, data in zip(items, reports, strict=True)
+    }
+
+
+def _artifact(entry: Mapping[str, Any]) -> str:
+    """The file name of a report entry's artifact."""
+    return unquote(str(entry["download_info"]["url"]).rsplit("/", 1)[-1])
+
+
+def _run(
     store: Store,
     item: PendingPip,
     layers: tuple[str, ...],
     options: BuildOptions,
     runner: StepRunner,
-) -> Resolution:
-    mount_id = f"pip-resolve-{item.key.removeprefix('sha256:')[:24]}"
-    out_dir = store.cache_mount_dir(mount_id)
-    report = out_dir / "report.json"
-    report.unlink(missing_ok=True)
-    pkgs = " ".join(shlex.quote(p) for p in item.packages)
-    command = (
-        f"mkdir -p {WHEELS} && flock {WHEELS}.lock python3 -m pip download -q -d {WHEELS} {pkgs}"
-        f" && python3 -m pip install -q --dry-run --no-index --find-links {WHEELS}"
-        f" --report {OUT}/report.json {pkgs}"
-    )
+    command: str,
+    mount_id: str,
+    what: str,
+) -> None:
     mounts = (*item.step.mounts, Mount("cache", OUT, mount_id))
     run = Run(command, mounts=mounts, env=item.step.env, loc=item.step.loc)
-    label = f"RUN pip resolve {' '.join(item.packages)}"
     node = LayerNode(
-        f"resolve:{item.key}", "run", item.env_key, label, run, item.env, item.workdir, item.user
+        f"resolve:{item.key}",
+        "run",
+        item.env_key,
+        f"RUN pip resolve ({what})",
+        run,
+        item.env,
+        item.workdir,
+        item.user,
     )
-    lines: list[str] = []
-    run_discarded(store, node, layers, options, lines.append, runner)
-    try:
-        data = json.loads(report.read_text())
-    except (OSError, ValueError) as exc:
-        where = f"{item.step.loc}: " if item.step.loc else ""
-        raise UsageError(
-            f"{where}pip {' '.join(item.packages)}: no resolver report ({exc})"
-        ) from None
-    finally:
-        report.unlink(missing_ok=True)
+    run_discarded(store, node, layers, options, lambda line: None, runner)
+
+
+def _resolution(store: Store, item: PendingPip, data: Mapping[str, Any]) -> Resolution:
+    """The pins of one pip report (artifacts read from the wheelhouse on the host)."""
     wheels = store.cache_mount_dir(PIP_CACHE_ID) / "wheels"
     pins = []
-    files: dict[str, frozenset[str]] = {}
+    files: dict[str, dict[str, str]] = {}
     for entry in data.get("install", ()):
         meta = entry["metadata"]
         name = canonical_name(str(meta["name"]))
-        filename = unquote(str(entry["download_info"]["url"]).rsplit("/", 1)[-1])
+        filename = _artifact(entry)
         path = wheels / filename
+        if not path.is_file():
+            where = f"{item.step.loc}: " if item.step.loc else ""
+            raise UsageError(f"{where}pip: {filename} is not in the wheelhouse after fetching")
         pins.append(Pin(name, str(meta["version"]), filename, _sha256(path)))
         if filename.endswith(".whl"):
             files[name] = wheel_paths(path)
@@ -171,11 +233,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def wheel_paths(path: Path) -> frozenset[str]:
+def wheel_paths(path: Path) -> dict[str, str]:
     """The paths a wheel installs, relative to the install scheme (``site/...``,
-    ``bin/...``, ``data/...``, ``headers/...``): its files, and its console and GUI
-    scripts. Directories are not paths here: they merge across layers."""
-    out = set()
+    ``bin/...``, ``data/...``, ``headers/...``), each with a digest of what it will
+    hold: its files (their bytes) and its console and GUI scripts (their entry point).
+    Directories are not paths here: they merge across layers."""
+    out: dict[str, str] = {}
     with zipfile.ZipFile(path) as wheel:
         for name in wheel.namelist():
             if name.endswith("/"):
@@ -184,14 +247,15 @@ def wheel_paths(path: Path) -> frozenset[str]:
             if top.endswith(".data") and rest:
                 scheme, _, inner = rest.partition("/")
                 where = {"purelib": "site", "platlib": "site", "scripts": "bin"}.get(scheme, scheme)
-                out.add(f"{where}/{inner}")
+                out[f"{where}/{inner}"] = hashlib.sha256(wheel.read(name)).hexdigest()
                 continue
-            out.add(f"site/{name}")
+            out[f"site/{name}"] = hashlib.sha256(wheel.read(name)).hexdigest()
             if top.endswith(".dist-info") and rest == "entry_points.txt":
                 parser = ConfigParser(delimiters=("=",), interpolation=None)
                 parser.optionxform = str  # type: ignore[assignment,method-assign]
                 parser.read_string(wheel.read(name).decode("utf-8", "replace"))
                 for section in ("console_scripts", "gui_scripts"):
                     if parser.has_section(section):
-                        out.update(f"bin/{script.strip()}" for script in parser[section])
-    return frozenset(out)
+                        for script, target in parser[section].items():
+                            out[f"bin/{script.strip()}"] = f"{section}:{target.strip()}"
+    return out

@@ -148,7 +148,10 @@ class Workspace:
         if not self.specs.is_dir():
             raise UsageError(f"{self.specs}: no such specs directory")
         cache = _ParseCache(self.store) if cached else None
-        return load_fleet(self.specs, self.overrides, self.environ, parse_cache=cache)
+        factoring = self.pip_options(resolved=False).factoring
+        return load_fleet(
+            self.specs, self.overrides, self.environ, parse_cache=cache, factoring=factoring
+        )
 
     @cached_property
     def fleet(self) -> Fleet:
@@ -203,7 +206,7 @@ class Workspace:
         hasher.save()
         return graph
 
-    def pip_options(self) -> PipOptions:
+    def pip_options(self, resolved: bool = True) -> PipOptions:
         """Factoring settings: the switch and budget (options, else the environment),
         and the resolutions of the lock file (none with ``pip_update``) and this run."""
         from pipeline.factoring import DEFAULT_LAYER_BUDGET
@@ -218,6 +221,8 @@ class Workspace:
             if text and (not text.isdigit() or int(text) < 1):
                 raise UsageError(f"{BUDGET_VARIABLE}={text!r}: expected a whole number >= 1")
             budget = int(text) if text else DEFAULT_LAYER_BUDGET
+        if not resolved:
+            return PipOptions(factoring, {}, budget)
         resolutions = {} if self.pip_update else dict(self.pip_lock())
         resolutions.update(self.pip_resolved)
         return PipOptions(factoring, resolutions, budget)

@@ -44,6 +44,8 @@ def history(ctx: click.Context, name: str, no_trunc: bool) -> None:
     rows = []
     for h in image.history:
         created_by = str(h.get("created_by", ""))
+        if h.get("comment") and not no_trunc:  # a package layer: which package
+            created_by = str(h["comment"])
         if h.get("empty_layer"):
             rows.append(("<config>", created_by, "0 B", ""))
             continue
@@ -124,6 +126,11 @@ def du(ctx: click.Context) -> None:
     click.echo(f"{'APP':<32} {'SHARED':>10} {'EXCLUSIVE':>10}")
     for name, shared, exclusive in usage.per_image:
         click.echo(f"{name:<32} {human_bytes(shared):>10} {human_bytes(exclusive):>10}")
+    if usage.packages:
+        click.echo(f"\n{'PIP PACKAGE LAYER':<40} {'SIZE':>10} {'APPS':>5} {'SAVES':>10}")
+        for label, size, apps in usage.packages:
+            saves = human_bytes(size * (apps - 1))
+            click.echo(f"{label:<40} {human_bytes(size):>10} {apps:>5} {saves:>10}")
     saved = usage.naive_bytes - usage.unique_bytes
     click.echo(
         f"layers: {human_bytes(usage.naive_bytes)} summed over apps, "

@@ -133,3 +133,4 @@ class HistoryEntry:
     created_by: str
     empty_layer: bool
     node: str | None = None
+    comment: str = ""  # OCI ``comment``: e.g. which pip package a layer holds

@@ -64,6 +64,8 @@ def image_config_blob(
         entry: dict[str, Any] = {"created": created, "created_by": h.created_by}
         if h.empty_layer:
             entry["empty_layer"] = True
+        if h.comment:
+            entry["comment"] = h.comment
         hist.append(entry)
     value = {
         "architecture": arch,

@@ -28,7 +28,7 @@ from pipeline.model import (
     ImageDef,
 )
 from pipeline.spec.blocks import BlockLoader
-from pipeline.spec.lower import AppFields, lower_app
+from pipeline.spec.lower import AppFields, lower_app, order_apt
 from pipeline.spec.schema import (
     APP_ATTRS,
     GROUP_ATTRS,
@@ -81,6 +81,8 @@ class Loader(BlockLoader):
                     )  # pragma: no cover - names are checked earlier
                 images[image.id] = image
         self.check_references(images)
+        if self.factoring:
+            images = order_apt(images, frozenset(self.unfactored))
         groups = {d.name: self.group(d, ()) for d in self.of_kind("group")}
         return Fleet(
             images=dict(sorted(images.items())),
@@ -296,6 +298,8 @@ class Loader(BlockLoader):
             pip_loc=loc("pip"),
             source_loc=loc("source"),
         )
+        if not fields.factoring:
+            self.unfactored.add(app_id)
         return [lower_app(fields)]
 
     def dockerfile_app(self, decl: Decl, app_id: str, vals: Mapping[str, Val]) -> list[ImageDef]:
@@ -439,6 +443,7 @@ def load_fleet(
     environ: Mapping[str, str] | None = None,
     *,
     parse_cache: ParseCache | None = None,
+    factoring: bool = True,
 ) -> Fleet:
     """Load every ``*.hcl`` file directly in ``specs_dir`` (sorted by name) as one fleet.
 
@@ -447,6 +452,7 @@ def load_fleet(
     against the directory of the file that wrote them; locations show files as
     ``str(specs_dir / name)``. Raises SpecError (exit status 2) on any bad input.
     ``parse_cache`` (optional, owned by the caller) skips re-parsing unchanged files.
+    ``factoring``: order apps' apt sets by popularity (``spec.lower.order_apt``).
     Files that hold bake ``target``/``function`` blocks are read as a bake project
     (:func:`pipeline.spec.bakeproject.load_bake_specs`).
     """
@@ -458,4 +464,5 @@ def load_fleet(
 
     if is_bake(files):  # target blocks: read with bake's rules (see spec.bakeproject)
         return load_bake_specs(files, dict(overrides or {}), dict(environ or {}))
-    return Loader(files, dict(overrides or {}), dict(environ or {})).load()
+    loader = Loader(files, dict(overrides or {}), dict(environ or {}), factoring=factoring)
+    return loader.load()

@@ -12,8 +12,8 @@ no layer, so it never invalidates a shared layer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from pipeline.errors import Location
 from pipeline.model import BaseRef, Copy, ImageDef, Meta, Mount, Pairs, Run, Step
@@ -87,14 +87,7 @@ def lower_app(app: AppFields) -> ImageDef:
     steps: list[Step] = []
     apt = package_set(app.apt)
     if apt:
-        steps.append(
-            Run(
-                APT_TEMPLATE.format(packages=" ".join(apt)),
-                env=APT_ENV,
-                loc=app.apt_loc,
-                display=f"apt-get install {' '.join(apt)}",
-            )
-        )
+        steps.append(apt_step(apt, app.apt_loc))
     pip = package_set(app.pip)
     if pip:
         steps.append(
@@ -122,6 +115,65 @@ def lower_app(app: AppFields) -> ImageDef:
     return ImageDef(
         id=app.id, base=app.base, steps=tuple(steps), tags=app.tags, is_app=True, loc=app.loc
     )
+
+
+def apt_step(packages: Sequence[str], loc: Location | None) -> Run:
+    """The step that installs ``packages`` (a sorted set) with apt."""
+    return Run(
+        APT_TEMPLATE.format(packages=" ".join(packages)),
+        env=APT_ENV,
+        loc=loc,
+        display=f"{APT_DISPLAY}{' '.join(packages)}",
+    )
+
+
+APT_DISPLAY = "apt-get install "
+APT_LAYERS = 8  # at most this many system layers per app; the rest share the last
+
+
+def _apt_packages(step: object) -> tuple[str, ...] | None:
+    if isinstance(step, Run) and step.env == APT_ENV and step.display.startswith(APT_DISPLAY):
+        return tuple(step.display.removeprefix(APT_DISPLAY).split())
+    return None
+
+
+def order_apt(images: Mapping[str, ImageDef], skip: frozenset[str]) -> dict[str, ImageDef]:
+    """Order-based sharing of system packages across the fleet. Pure.
+
+    An app's ``apt`` set becomes a chain of layers, most popular packages first: the
+    packages are sorted by how many apps (on the same base) ask for them, then by
+    name, and split where that count changes, so apps that share packages share the
+    longest common prefix of system layers (at most APT_LAYERS layers; the rest go in
+    the last). A set whose packages all have one count stays one layer, exactly as
+    before. Apps in ``skip`` (factoring switched off) keep their one layer."""
+    counts: dict[tuple[str, str], int] = {}
+    for image in images.values():
+        for step in image.steps:
+            for name in _apt_packages(step) or ():
+                key = (image.base.ref, name)
+                counts[key] = counts.get(key, 0) + 1
+    out = dict(images)
+    for image_id, image in images.items():
+        if image_id in skip or not image.is_app:
+            continue
+        steps: list[Step] = []
+        for step in image.steps:
+            names = _apt_packages(step)
+            if not names or not isinstance(step, Run):
+                steps.append(step)
+                continue
+            ranked = sorted(names, key=lambda n: (-counts[(image.base.ref, n)], n))
+            groups: list[list[str]] = []
+            for name in ranked:
+                count = counts[(image.base.ref, name)]
+                same = bool(groups) and counts[(image.base.ref, groups[-1][0])] == count
+                if same or len(groups) == APT_LAYERS:
+                    groups[-1].append(name)
+                else:
+                    groups.append([name])
+            steps.extend(apt_step(tuple(sorted(g)), step.loc) for g in groups)
+        out[image_id] = replace(image, steps=tuple(steps))
+    return out
 
 
 def _metadata(app: AppFields, workdir: str) -> Sequence[Meta]:

@@ -64,6 +64,8 @@ class LoaderBase:
     app_names: dict[str, Location] = field(default_factory=dict)
     resolved: dict[str, dict[str, Val]] = field(default_factory=dict)
     ignores: dict[Path, tuple[str, ...]] = field(default_factory=dict)
+    factoring: bool = True  # order-based sharing of apt sets (spec.lower.order_apt)
+    unfactored: set[str] = field(default_factory=set)  # apps with factoring = false
 
     def of_kind(self, kind: str) -> list[Decl]:
         return [d for (k, _), d in self.decls.items() if k == kind]
