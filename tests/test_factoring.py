@@ -210,6 +210,9 @@ def built_fleet(
     cli = make_cli(store, work)
     if not shared:
         cli("bootstrap", "debian:bookworm", timeout=900)
+    else:  # wheels of an earlier generated fleet have the same names: not those
+        for old in (store / "cache" / "pip" / "wheels").glob("pkg*.whl"):
+            old.unlink()
     sets = write_fleet(work, SHAPE)
     cli("build-all", "--specs", "specs", "--progress", "plain", "-j", "2", timeout=1500)
     return cli, work, sets, store
@@ -228,7 +231,8 @@ def compare_with_one_shot(
     for name, pkgs in apps.items():
         reqs = " ".join(p.req for p in by_set[tuple(sorted(pkgs))].pins)
         imports = ", ".join(p.split("==")[0].replace("-", "_") for p in pkgs)
-        imports = imports.replace("flask_mysql", "flaskext.mysql")
+        # flask-mysql 1.5.2 itself fails to import under Flask 3 (one-shot too): its driver
+        imports = imports.replace("flask_mysql", "pymysql")
         check = f"python3 -m pip check && python3 -c 'import {imports}' && python3 -m pip freeze"
         quoted = ", ".join(f'"{p}"' for p in pkgs)
         extra.append(
@@ -314,9 +318,8 @@ def test_the_example_fleet_factored_equals_one_shot(tmp_path: Path) -> None:
     ]
     assert flask
     layers = {a: {d for d, _ in load_image(graph_apps, f"app.{a}").layers} for a in EXAMPLE_APPS}
-    assert len(layers["web"] & layers["api"] & layers["cart"]) > len(
-        load_image(graph_apps, "image.python").layers
-    )  # more than the base: Flask and its dependencies are shared
+    # base + Python, then Flask and its six dependencies: one layer each, for all three
+    assert len(layers["web"] & layers["api"] & layers["cart"]) >= 2 + 7
     compare_with_one_shot(cli, specs, store, EXAMPLE_APPS, "image.python")
 
 
