@@ -349,3 +349,44 @@ def test_apt_sets_share_the_longest_common_prefix(tmp_path: Path) -> None:
     assert layers("e") == ["apt-get install curl git"]  # factoring off: one layer, as before
     off = load_fleet(tmp_path, factoring=False).images["app.a"].steps
     assert [s.display for s in off if isinstance(s, Run)] == ["apt-get install curl git vim"]
+
+
+def test_adding_a_package_adds_only_its_layer() -> None:
+    """Graph level: one app gains a package -> the new nodes are that package's layer and
+    the app's stack (no layer of its own); the source layer and all others keep their
+    keys (the source COPY is linked to the environment, not to the stack)."""
+    from pipeline.model import Copy
+
+    def fleet(web: tuple[str, ...]) -> Fleet:
+        images = {}
+        for name, pkgs in (("web", web), ("api", ("a", "c"))):
+            run = Run("pip install " + " ".join(pkgs), mounts=(PIP_CACHE,), pip=pkgs)
+            src = Copy((".",), "/app/", context=f"/src/{name}")
+            images[f"app.{name}"] = ImageDef(
+                f"app.{name}", BaseRef("store", "py:1"), (run, src), is_app=True
+            )
+        return Fleet(images)
+
+    def graph(web: tuple[str, ...], res: dict):  # type: ignore[no-untyped-def]
+        return compile_fleet(
+            fleet(web), {"py:1": BASE}, lambda c: "sha256:" + "c" * 64, pip=PipOptions(True, res)
+        )
+
+    pending = graph(("a", "b"), {}).pending_pip
+    res = {}
+    for sets in (("a", "b"), ("a", "c"), ("a", "b", "c"), ("a", "b", "d")):
+        item = next(iter(pending.values()))
+        key = resolution_key(item.env_key, sets, item.env)
+        res[key] = Resolution(sets, tuple(pin(n) for n in sets))
+    before = graph(("a", "b"), res)
+    after = graph(("a", "b", "c"), res)
+    new = set(after.nodes) - set(before.nodes)
+    kinds = sorted(after.node(k).kind for k in new)
+    assert kinds == ["stack"]  # "c" exists already (api has it): no new layer at all
+    assert before.node(before.images["app.web"].top or "").inputs[-1] in after.nodes  # source
+    fresh = graph(("a", "b", "d"), res)
+    new = set(fresh.nodes) - set(before.nodes)
+    assert sorted(fresh.node(k).kind for k in new) == ["run", "stack"]  # d's layer only
+    assert [fresh.node(k).label for k in new if fresh.node(k).kind == "run"] == [
+        "RUN pip d==1.0 (--no-deps)"
+    ]
