@@ -214,7 +214,15 @@ def meta_label(meta: Meta) -> str:
         text = _json_list(tuple(str(x) for x in v))
     else:
         text = str(v)
-    return f"{meta.field.upper()} {text}"
+    word = _META_WORDS.get(meta.field, meta.field.upper())
+    return f"{word} {text}"
+
+
+_META_WORDS = {
+    "entrypoint-keep-cmd": "ENTRYPOINT",
+    "volumes": "VOLUME",
+    "author": "MAINTAINER",
+}
 
 
 def _json_list(items: tuple[str, ...]) -> str:

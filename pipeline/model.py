@@ -96,7 +96,22 @@ class Copy:
     loc: Location | None = None
 
 
-MetaField = Literal["env", "workdir", "user", "entrypoint", "cmd", "expose", "labels"]
+MetaField = Literal[
+    "env",
+    "workdir",
+    "user",
+    "entrypoint",
+    "entrypoint-keep-cmd",
+    "cmd",
+    "expose",
+    "labels",
+    "healthcheck",
+    "stopsignal",
+    "volumes",
+    "shell",
+    "onbuild",
+    "author",
+]
 
 
 @dataclass(frozen=True)
@@ -109,7 +124,14 @@ class Meta:
     entrypoint, cmd      tuple[str, ...] (exec form; shell form already wrapped in
                          ("/bin/sh", "-c", text)); setting entrypoint resets cmd,
                          as in Docker
+    entrypoint-keep-cmd  like entrypoint, but the cmd stays (Dockerfile: a CMD set
+                         earlier in the same stage survives ENTRYPOINT)
     expose               tuple[str, ...] like ("8080/tcp",), added to the set
+    healthcheck          str, the config's Healthcheck object as canonical JSON
+    stopsignal, author   str (author is the image config's top-level field)
+    volumes              tuple[str, ...] of paths, added to the set
+    shell                tuple[str, ...], the shell of later shell-form commands
+    onbuild              tuple[str, ...] of trigger texts appended; () clears them
     """
 
     field: MetaField

@@ -107,9 +107,7 @@ def test_bad_case(case: Path) -> None:
     assert info.value.exit_code == 2
 
 
-@pytest.mark.parametrize(
-    "word", ["HEALTHCHECK", "ONBUILD", "SHELL", "VOLUME", "STOPSIGNAL", "MAINTAINER", "FROBNICATE"]
-)
+@pytest.mark.parametrize("word", ["FROBNICATE", "FETCH"])
 def test_unsupported_instruction_names_its_line(tmp_path: Path, word: str) -> None:
     path = tmp_path / "Dockerfile"
     path.write_text(f"FROM alpine\nRUN true\n{word.lower()} something here\nRUN false\n")

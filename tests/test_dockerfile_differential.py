@@ -86,7 +86,7 @@ def _prepare_bases(daemon: oracle.Dockerd, store: Path, busybox_tar: Path, work:
     return suite
 
 
-def _build_everything(busybox_tar: Path, work: Path) -> Suite:
+def _build_everything(busybox_tar: Path, work: Path, cases: list[Case]) -> Suite:
     store = work / "store"
     started = time.perf_counter()
     daemon = oracle.Dockerd()
@@ -96,23 +96,39 @@ def _build_everything(busybox_tar: Path, work: Path) -> Suite:
         except oracle.OracleUnavailable as exc:
             return Suite(broken=str(exc))
         suite = _prepare_bases(daemon, store, busybox_tar, work)
-        contexts = {c.name: make_context(c, work / "ctx" / c.app) for c in CASES}
+        contexts = {c.name: make_context(c, work / "ctx" / c.app) for c in cases}
         suite.seconds["setup"] = time.perf_counter() - started
         t = time.perf_counter()
-        suite.buildkit = build_with_buildkit(daemon, CASES, contexts, work / "buildkit")
+        suite.buildkit = build_with_buildkit(daemon, cases, contexts, work / "buildkit")
         suite.seconds["buildkit"] = time.perf_counter() - t
     finally:
         daemon.stop()
     t = time.perf_counter()
-    suite.pipeline = build_with_pipeline(CASES, contexts, store, work / "pipeline")
+    suite.pipeline = build_with_pipeline(cases, contexts, store, work / "pipeline")
     suite.seconds["pipeline"] = time.perf_counter() - t
     return suite
 
 
+def _selected(request: pytest.FixtureRequest) -> list[Case]:
+    """The cases this session runs (all of them unless ``-k`` deselected some)."""
+    wanted = set()
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("case") if callspec else None
+        if isinstance(case, Case):
+            wanted.add(case.name)
+        elif item.name == "test_timings":
+            return CASES
+    return [c for c in CASES if c.name in wanted]
+
+
 @pytest.fixture(scope="module")
-def suite(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
-    """Every build of both tools, done once; ``broken`` says why the suite cannot run.
-    The work directory (store, contexts, archives) is removed afterwards."""
+def suite(
+    busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Suite]:
+    """Every build of both tools for the selected cases, done once; ``broken`` says why
+    the suite cannot run. The work directory (store, contexts, archives) is removed
+    afterwards."""
     if os.geteuid() != 0:
         pytest.skip("needs root: dockerd, pipeline's sandbox and umoci unpack with owners")
     missing = [t for t in ("dockerd", "skopeo", "umoci", oracle.DOCKER_CLI) if not shutil.which(t)]
@@ -122,7 +138,7 @@ def suite(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     work = tmp_path_factory.mktemp("differential")
     try:
         try:
-            suite = _build_everything(busybox_tar, work)
+            suite = _build_everything(busybox_tar, work, _selected(request))
         except (oracle.CommandError, AssertionError, OSError, subprocess.TimeoutExpired) as exc:
             suite = Suite(broken=f"{type(exc).__name__}: {exc}")
         yield suite

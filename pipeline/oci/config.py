@@ -3,6 +3,7 @@ for metadata steps. Pure."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,6 +25,12 @@ class ImageConfig:
     cmd: tuple[str, ...] | None = None
     expose: tuple[str, ...] = ()
     labels: Pairs = ()
+    healthcheck: str = ""  # the Healthcheck object as canonical JSON ("" = none)
+    stop_signal: str = ""
+    volumes: tuple[str, ...] = ()
+    shell: tuple[str, ...] = ()  # () = Docker's default ["/bin/sh", "-c"]
+    onbuild: tuple[str, ...] = ()
+    author: str = ""  # the top-level ``author`` of the image config
 
     def apply(self, meta: Meta) -> ImageConfig:
         """The config after one metadata step (Docker semantics)."""
@@ -40,6 +47,24 @@ class ImageConfig:
             return replace(self, user=v)
         if meta.field == "entrypoint":
             return replace(self, entrypoint=_strings(v), cmd=None)
+        if meta.field == "entrypoint-keep-cmd":
+            return replace(self, entrypoint=_strings(v))
+        if meta.field == "healthcheck":
+            assert isinstance(v, str)
+            return replace(self, healthcheck=v)
+        if meta.field == "stopsignal":
+            assert isinstance(v, str)
+            return replace(self, stop_signal=v)
+        if meta.field == "volumes":
+            return replace(self, volumes=tuple(sorted(set(self.volumes) | set(_strings(v)))))
+        if meta.field == "shell":
+            return replace(self, shell=_strings(v))
+        if meta.field == "onbuild":
+            new = _strings(v)
+            return replace(self, onbuild=(*self.onbuild, *new) if new else ())
+        if meta.field == "author":
+            assert isinstance(v, str)
+            return replace(self, author=v)
         if meta.field == "cmd":
             return replace(self, cmd=_strings(v))
         if meta.field == "expose":
@@ -70,11 +95,22 @@ class ImageConfig:
             out["ExposedPorts"] = {p: {} for p in self.expose}
         if self.labels:
             out["Labels"] = dict(self.labels)
+        if self.healthcheck:
+            out["Healthcheck"] = json.loads(self.healthcheck)
+        if self.stop_signal:
+            out["StopSignal"] = self.stop_signal
+        if self.volumes:
+            out["Volumes"] = {p: {} for p in self.volumes}
+        if self.shell:
+            out["Shell"] = list(self.shell)
+        if self.onbuild:
+            out["OnBuild"] = list(self.onbuild)
         return out
 
     @classmethod
-    def from_oci(cls, config: Mapping[str, Any]) -> ImageConfig:
-        """Read the ``config`` object of an OCI image config."""
+    def from_oci(cls, config: Mapping[str, Any], author: str = "") -> ImageConfig:
+        """Read the ``config`` object of an OCI image config (``author``: the image
+        config's top-level field)."""
         env = []
         for item in config.get("Env") or ():
             k, _, v = str(item).partition("=")
@@ -89,7 +125,19 @@ class ImageConfig:
             cmd=tuple(cmd) if cmd is not None else None,
             expose=tuple(sorted(config.get("ExposedPorts") or {})),
             labels=tuple(sorted((config.get("Labels") or {}).items())),
+            healthcheck=_json_text(config.get("Healthcheck")),
+            stop_signal=str(config.get("StopSignal") or ""),
+            volumes=tuple(sorted(config.get("Volumes") or {})),
+            shell=tuple(str(x) for x in config.get("Shell") or ()),
+            onbuild=tuple(str(x) for x in config.get("OnBuild") or ()),
+            author=str(author or ""),
         )
+
+
+def _json_text(value: object) -> str:
+    if not value:
+        return ""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def as_pairs(v: object) -> Pairs:

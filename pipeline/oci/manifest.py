@@ -73,6 +73,8 @@ def image_config_blob(
         "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
         "history": hist,
     }
+    if config.author:
+        value["author"] = config.author
     return json_blob(value, MT_CONFIG)
 
 

@@ -1,0 +1,119 @@
+"""COPY and ADD in a Dockerfile: flags, sources checked against the build context,
+``--from`` a stage, a named context or an image. Pure apart from looking at the
+build context."""
+
+from __future__ import annotations
+
+import re
+
+from pipeline.errors import SpecError, UnsafePathError, did_you_mean
+from pipeline.fs.context import ContextError, check_sources, looks_like_archive, select
+from pipeline.model import Copy
+from pipeline.spec.dockerbase import HEREDOC, Instr, LoaderBase, Stage
+from pipeline.spec.dockercontexts import context_copy
+from pipeline.spec.dockerwords import json_array
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|git@)")
+_OCTAL = re.compile(r"^[0-7]{3,4}$")
+
+
+class CopyLoader(LoaderBase):
+    """COPY and ADD."""
+
+    def copy(self, stage: Stage, ins: Instr) -> None:
+        is_add = ins.word == "ADD"
+        allowed = ("chown", "chmod", "link") if is_add else ("from", "chown", "chmod", "link")
+        unsupported = ("checksum", "keep-git-dir", "exclude") if is_add else ("parents", "exclude")
+        flags, rest = self.flags(ins, allowed + unsupported)
+        for name in unsupported:
+            if name in flags:
+                raise self.error(ins, f"{ins.word} --{name} is not supported")
+        if "link" in flags and flags["link"][0] not in (None, "true", "false"):
+            raise self.error(ins, f'{ins.word}: flag "--link" takes no value')
+        scope = self.scope(stage)
+        if any(HEREDOC.match(w) for w in rest.split()):
+            raise self.error(ins, f"{ins.word}: heredocs are not supported")
+        try:
+            words = json_array(rest)
+        except ValueError as exc:
+            raise self.error(ins, f"{ins.word}: {exc}") from None
+        if words is None:
+            words = tuple(rest.split())
+        args = [self.sub(ins, w, scope) for w in words]
+        if len(args) < 2:
+            raise self.error(ins, f"{ins.word} needs at least one source and a destination")
+        sources, dest = tuple(args[:-1]), args[-1]
+        chown = self.value_flag(ins, flags, "chown")
+        chown = self.sub(ins, chown, scope) if chown is not None else None
+        chmod = self.value_flag(ins, flags, "chmod")
+        chmod = self.sub(ins, chmod, scope) if chmod is not None else None
+        if chmod is not None and not _OCTAL.match(chmod):
+            raise self.error(ins, f'{ins.word} --chmod="{chmod}": expected an octal mode like 0755')
+        src_from = self.value_flag(ins, flags, "from")
+        if src_from is not None:
+            name = self.sub(ins, src_from, scope)
+            if name in self.contexts:
+                what, where = (sources, dest, chown, chmod), (ins.loc, self.block, ins.word)
+                copy = context_copy(self.extra, self.app_id, name, self.contexts[name], what, where)
+                stage.steps.append(copy)
+                return
+            source_id = self.stage_ref(stage, ins, name)
+            stage.steps.append(Copy(sources, dest, "", source_id, chown, chmod, (), ins.loc))
+            return
+        if is_add:
+            for s in sources:
+                if _URL.match(s):
+                    raise self.error(
+                        ins, f'ADD of a URL is not supported ("{s}"); download it in a RUN step'
+                    )
+        self.check_sources(ins, sources, is_add)
+        stage.steps.append(
+            Copy(sources, dest, str(self.context), None, chown, chmod, self.ignore(), ins.loc)
+        )
+
+    def check_sources(self, ins: Instr, sources: tuple[str, ...], is_add: bool) -> None:
+        """Located errors for sources the context cannot provide; for ADD, refuse a
+        local archive that Docker would unpack."""
+        try:
+            if not is_add:
+                check_sources(self.context, sources, self.ignore())
+                return
+            for e in select(self.context, sources, self.ignore()):
+                if e.top and e.kind == "file" and looks_like_archive(e.path):
+                    raise self.error(
+                        ins,
+                        f'ADD of a local archive is not supported ("{e.source}" would be '
+                        "unpacked); use COPY to copy it as a file, or unpack it in a RUN step",
+                    )
+        except ContextError as exc:
+            raise exc.at(ins.loc, self.block, ins.word) from None
+        except UnsafePathError as exc:
+            raise self.error(
+                ins, f'{ins.word} source "{exc.path}": refused: {exc.reason}'
+            ) from None
+        except SpecError as exc:
+            if exc.loc is not None:
+                raise
+            raise self.error(ins, exc.message) from None
+
+    def stage_ref(self, stage: Stage, ins: Instr, ref: str) -> str:
+        """The ImageDef id of an earlier stage named by ``COPY --from``."""
+        index: int | None = None
+        if ref.isdigit():
+            index = int(ref)
+        elif ref.lower() in self.by_name:
+            index = self.by_name[ref.lower()]
+        elif ref.lower() in self.later_names:
+            index = stage.index
+        if index is not None and index < stage.index:
+            return self.stage_id(self.stages[index], last=False)
+        if index is not None:
+            raise self.error(ins, f"COPY --from={ref}: only an earlier stage can be copied from")
+        if any(c in ref for c in ":/@"):
+            raise self.error(
+                ins,
+                f"COPY --from={ref}: copying from an image that is not a stage of this "
+                "Dockerfile is not supported",
+            )
+        names = [s.name for s in self.stages[: stage.index] if s.name]
+        raise self.error(ins, f"COPY --from={ref}: no such stage", hint=did_you_mean(ref, names))
