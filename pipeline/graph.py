@@ -197,6 +197,8 @@ def step_label(step: Run | Copy, full: bool = False) -> str:
             return f"RUN {step.display}"
         cmd = step.command if isinstance(step.command, str) else _json_list(step.command)
         return f"RUN {cmd}"
+    if not step.sources and step.from_image is None:
+        return f"WORKDIR {step.dest}"
     src = " ".join(step.sources)
     flags = f"--from={step.from_image} " if step.from_image else ""
     if step.chown:
@@ -371,6 +373,18 @@ class _Compiler:
                 key_of(material), "run", parent, label, step, env, workdir, config.user
             )
         copy_from = None
+        if not step.sources and step.from_image is None:  # WORKDIR's mkdir
+            material = {
+                "v": KEY_VERSION,
+                "parent": parent,
+                "mkdir": step.dest,
+                "user": config.user,
+                "workdir": workdir,
+                "epoch": self.epoch,
+            }
+            return LayerNode(
+                key_of(material), "copy", parent, label, step, (), workdir, config.user
+            )
         if step.from_image is not None:
             source = self.plan(step.from_image, trail)
             if source.top is None:

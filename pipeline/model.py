@@ -82,8 +82,12 @@ class Copy:
     ``dest`` relative paths are taken against the workdir at that point. With
     ``from_image`` (an ImageDef id, e.g. a Dockerfile stage), the sources are paths in
     that image's filesystem instead of the build context.
-    ``ignore`` is the ignore-file patterns already read for this context (gitignore
-    syntax); the context hasher and the copier both apply them.
+    ``ignore`` is the ignore-file patterns already read for this context; the context
+    hasher and the copier both apply them.
+
+    No ``sources`` (and no ``from_image``): Dockerfile WORKDIR's layer, creating
+    ``dest`` (against the workdir before it) and its missing parents, owned by the
+    image's user at that point, as BuildKit does (a layer even when they all exist).
     """
 
     sources: tuple[str, ...]

@@ -205,7 +205,12 @@ def _compile(specs: Path, fleet: Fleet) -> BuildGraph:
 
 def _contexts(fleet: Fleet) -> list[Path]:
     return sorted(
-        {Path(s.context) for d in fleet.images.values() for s in d.steps if isinstance(s, Copy)}
+        {
+            Path(s.context)
+            for d in fleet.images.values()
+            for s in d.steps
+            if isinstance(s, Copy) and s.context
+        }
     )
 
 

@@ -160,7 +160,9 @@ def copy_root(specs: Path, fleet: Fleet) -> Path:
     for image in fleet.images.values():
         if image.loc is not None:
             paths.append(Path(image.loc.file).resolve().parent)
-        paths += [Path(s.context).resolve() for s in image.steps if isinstance(s, Copy)]
+        paths += [
+            Path(s.context).resolve() for s in image.steps if isinstance(s, Copy) and s.context
+        ]
     return Path(os.path.commonpath([str(p) for p in paths]))
 
 

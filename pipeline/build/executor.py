@@ -473,6 +473,7 @@ def _copy_step(
         _lowerdirs(store, source_layers) if step.from_image else None,
         node.workdir,
         selection,
+        user=node.user,
     )
     if copied is not None and node.content and copied != node.content:
         sources = " ".join(step.sources)

@@ -399,6 +399,34 @@ def copy_step(
         writer.close()
 
 
+def make_workdir(
+    path: str, layer_dir: Path, stack: LayerStack, *, workdir: str = "/", user: str = ""
+) -> None:
+    """The layer WORKDIR ``path`` adds (BuildKit's mkdir -p): directories the image
+    lacks are created 0755, owned by ``user`` (resolved in the image; root when
+    empty); those it has are re-created unchanged. Same contract as :func:`copy_step`."""
+    target, _ = dest_path(path, workdir)
+    owner = resolve_owner(user, stack, target) if user else None
+    uid, gid = (owner.uid, owner.gid) if owner else (0, 0)
+    parts = split_path(stack.resolve(target))
+    writer = LayerWriter(layer_dir, False)
+    try:
+        for i in range(1, len(parts) + 1):
+            prefix = parts[:i]
+            _check_name(prefix[-1], "WORKDIR", join_parts(parts))
+            st = stack.lstat(join_parts(prefix))
+            if st is None:
+                writer.make_dir(prefix, (DEFAULT_DIR_MODE, uid, gid, None))
+            elif stat.S_ISDIR(st.st_mode):
+                meta = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
+                writer.make_dir(prefix, meta)
+            else:
+                raise CopyError(join_parts(prefix), "WORKDIR: not a directory in the image")
+        writer.finish()
+    finally:
+        writer.close()
+
+
 def run_copy(
     step: Copy,
     layer_dir: Path,
@@ -406,6 +434,8 @@ def run_copy(
     from_layers: Sequence[Path] | None,
     workdir: str,
     selection: Sequence[Entry] | None = None,
+    *,
+    user: str = "",
 ) -> str | None:
     """Build the layer for ``step`` in the fresh dir ``layer_dir`` on top of the layer
     dirs ``lower`` (top-most first). ``from_layers`` are the source image's layer dirs
@@ -418,7 +448,12 @@ def run_copy(
     bytes as they were written), so the caller can check it against the digest the
     step was keyed by; None for ``--from``. ``selection``, when given, is what
     ``context.select`` returned for the step elsewhere (a cluster worker gets it with
-    the files from the client) and is copied instead of reading ``step.context``."""
+    the files from the client) and is copied instead of reading ``step.context``.
+    A step without sources is WORKDIR's: :func:`make_workdir` (``user`` owns what it
+    creates)."""
+    if not step.sources and step.from_image is None:
+        make_workdir(step.dest, layer_dir, LayerStack(lower), workdir=workdir, user=user)
+        return None
     if step.from_image is not None:
         if from_layers is None:
             raise CopyError(step.dest, f"COPY --from {step.from_image}: source image not built")

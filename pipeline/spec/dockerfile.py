@@ -24,7 +24,7 @@ from dockerfile_parse import DockerfileParser
 from pipeline.errors import Location, SpecError, did_you_mean
 from pipeline.limits import current as current_limits
 from pipeline.limits import over
-from pipeline.model import BaseRef, ImageDef, Meta, MetaField, classify_ref
+from pipeline.model import BaseRef, Copy, ImageDef, Meta, MetaField, classify_ref
 from pipeline.spec import dockermeta
 from pipeline.spec.dockerbase import Instr, Stage
 from pipeline.spec.dockercontexts import NamedContext, context_image, up_to_stage
@@ -222,6 +222,7 @@ class _Loader(RunLoader, CopyLoader):
         value = self.sub(ins, ins.value.strip(), self.scope(stage))
         if not value:
             raise self.error(ins, "WORKDIR needs a path")
+        stage.steps.append(Copy((), value, loc=ins.loc))  # BuildKit's mkdir layer
         stage.steps.append(Meta("workdir", value, ins.loc))
 
     def user(self, stage: Stage, ins: Instr) -> None:
