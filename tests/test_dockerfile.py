@@ -285,7 +285,7 @@ def test_expand(text: str, expected: str) -> None:
         ('"open', "unterminated double quote"),
         ("${A", "missing '}'"),
         ("${}", "bad substitution"),
-        ("${A%x}", "unsupported modifier '%'"),
+        ("${A/x/y}", "unsupported modifier '/'"),
         ("${A:=x}", "unsupported modifier ':='"),
         ("${UNSET?needed}", "UNSET: needed"),
         ("${EMPTY:?}", "EMPTY: is not set"),

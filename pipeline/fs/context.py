@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.errors import Location, SpecError, UnsafePathError
-from pipeline.fs.patterns import compile_ignore, glob_regex, is_glob
+from pipeline.fs.patterns import DOCKER_RULES, compile_ignore, glob_regex, is_glob
 
 IGNORE_FILES = (".pipelineignore", ".dockerignore")
 
@@ -57,13 +57,16 @@ StatKey = tuple[int, int, int, int]
 
 
 def read_ignore(context: Path) -> tuple[str, ...]:
-    """Patterns of the context's ignore file: ``.pipelineignore`` if present, else
-    ``.dockerignore``, else none. Blank lines and ``#`` comments are dropped."""
+    """Patterns of the context's ignore file: ``.pipelineignore`` (gitignore rules) if
+    present, else ``.dockerignore`` (Docker's rules: the patterns come after the marker
+    :data:`~pipeline.fs.patterns.DOCKER_RULES`), else none. Blank lines and ``#``
+    comments are dropped."""
     for name in IGNORE_FILES:
         path = context / name
         if path.is_file():
             lines = path.read_text(encoding="utf-8").splitlines()
-            return tuple(s for s in (ln.strip() for ln in lines) if s and not s.startswith("#"))
+            kept = tuple(s for s in (ln.strip() for ln in lines) if s and not s.startswith("#"))
+            return (DOCKER_RULES, *kept) if name == ".dockerignore" and kept else kept
     return ()
 
 

@@ -234,6 +234,8 @@ def resolve_owner(chown: str, stack: LayerStack, where: str) -> Ids:
         data = stack.read_bytes(path)
         return data.decode("utf-8", "replace") if data else ""
 
+    if chown.strip().isdigit():  # a uid alone: BuildKit gives gid = uid
+        return Ids(int(chown), int(chown))
     try:
         return resolve_user(chown, text("/etc/passwd"), text("/etc/group"))
     except ValueError as exc:
@@ -297,17 +299,20 @@ def _write_node(
         writer.write_file(parts, node, _node_meta(node, mode, owner))
 
 
-def _make_parents(writer: LayerWriter, parts: _Parts, stack: LayerStack) -> bool:
+def _make_parents(
+    writer: LayerWriter, parts: _Parts, stack: LayerStack, owner: Ids | None = None
+) -> bool:
     """Directories ``parts`` and its ancestors in the layer: re-created with the
-    stack's metadata where the image has them, else 0755 root:root. Returns whether the
-    image already had ``parts``."""
+    stack's metadata where the image has them, else 0755 owned by ``owner`` (root when
+    None). Returns whether the image already had ``parts``."""
     existed = True
+    uid, gid = (owner.uid, owner.gid) if owner else (0, 0)
     for i in range(1, len(parts) + 1):
         prefix = parts[:i]
         st = stack.lstat(join_parts(prefix))
         if st is None:
             existed = False
-            writer.make_dir(prefix, (DEFAULT_DIR_MODE, 0, 0, None))
+            writer.make_dir(prefix, (DEFAULT_DIR_MODE, uid, gid, None))
         elif stat.S_ISDIR(st.st_mode):
             meta = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
             writer.make_dir(prefix, meta)
@@ -338,10 +343,10 @@ def copy_step(
     or ``source_count`` > 1: the sources as written) need a "/" ending. Otherwise a
     single file or symlink source is written under the name ``dest``.
     A relative ``dest`` is taken against ``workdir``. Parent directories the image lacks
-    are created 0755 root:root; those it has are re-created with its mode, owner and
-    mtime, so the layer leaves them unchanged. A directory ``dest`` that the image lacks
-    takes the metadata of a directory source's root node (with chown/chmod) when the
-    tree has one, else it is 0755 and owned by the chown user or root. Files
+    (the destination directory too) are created 0755, owned by the chown user or root
+    (never taking a directory source's own mode or owner, as BuildKit does); those it
+    has are re-created with its mode, owner and mtime, so the layer leaves them
+    unchanged. Files
     and directories keep their mode bits unless ``chmod`` ("755"/"0755") is given;
     owners are the trees' (root:root for a build context) unless ``chown`` is given,
     resolved against the image's /etc/passwd and /etc/group. Symlinks are copied as
@@ -371,7 +376,7 @@ def copy_step(
                 raise CopyError(target, "cannot write a file over /")
             for name in parts:
                 _check_name(name, "COPY destination", join_parts(parts))
-            _make_parents(writer, parts[:-1], stack)
+            _make_parents(writer, parts[:-1], stack, owner)
             _write_node(writer, parts, trees[0].nodes[0], mode, owner)
         else:
             if st is not None and not is_dir:
@@ -379,11 +384,10 @@ def copy_step(
             base = split_path(resolved)
             for name in base:
                 _check_name(name, "COPY destination", resolved)
-            existed = _make_parents(writer, base, stack)
-            if not existed and owner is not None:
-                # A destination directory made for this COPY belongs to the chown user
-                # (its parents stay root's); a directory source's root may override.
-                writer.make_dir(base, (DEFAULT_DIR_MODE, owner.uid, owner.gid, None))
+            # Directories made for this COPY (the destination and its missing parents)
+            # are 0755 and belong to the chown user, whatever the source directory's
+            # own mode and owner (as BuildKit does).
+            _make_parents(writer, base, stack, owner)
             for tree, tree_rels in zip(trees, rels, strict=True):
                 if not tree.is_dir:
                     _write_node(writer, (*base, tree.name), tree.nodes[0], mode, owner)
@@ -391,8 +395,6 @@ def copy_step(
                 for node, rel in zip(tree.nodes, tree_rels, strict=True):
                     if rel:
                         _write_node(writer, (*base, *rel), node, mode, owner)
-                    elif not existed:  # the directory source's own metadata
-                        _write_node(writer, base, node, mode, owner)
         writer.finish()
         return writer.digests
     finally:

@@ -35,6 +35,7 @@ class Stage:
     steps: list[Step] = field(default_factory=list)
     shell: tuple[str, ...] = ("/bin/sh", "-c")  # SHELL so far, base stages included
     onbuild: tuple[str, ...] = ()  # ONBUILD triggers so far (FROM this stage runs them)
+    arg_wins: set[str] = field(default_factory=set)  # ARGs declared after an ENV of theirs
     cmd_set: bool = False  # a CMD was given in this stage (ENTRYPOINT then keeps it)
 
 
@@ -86,10 +87,12 @@ class LoaderBase:
             raise self.error(ins, f"{ins.word}: {exc}") from None
 
     def scope(self, stage: Stage) -> dict[str, str]:
-        """Variables an instruction of ``stage`` can substitute: ENV wins over ARG."""
+        """Variables an instruction of ``stage`` can substitute: ENV wins over an
+        earlier ARG, a later ARG over ENV (as BuildKit does)."""
         out = {"PATH": DEFAULT_PATH}
         out |= {k: v for k, v in stage.args.items() if v is not None}
         out |= stage.env
+        out |= {k: v for k in stage.arg_wins if (v := stage.args.get(k)) is not None}
         return out
 
     def meta_scope(self) -> dict[str, str]:

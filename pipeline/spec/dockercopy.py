@@ -64,7 +64,10 @@ class CopyLoader(LoaderBase):
             for s in sources:
                 if _URL.match(s):
                     raise self.error(
-                        ins, f'ADD of a URL is not supported ("{s}"); download it in a RUN step'
+                        ins,
+                        f'ADD "{s}": fetching a URL or git repository is refused by the '
+                        "network policy (builds are offline); add the file to the build "
+                        "context or download it in a RUN step",
                     )
         self.check_sources(ins, sources, is_add)
         stage.steps.append(

@@ -202,6 +202,8 @@ class _Loader(RunLoader, CopyLoader):
                 stage.args[name] = self.sub(ins, default, self.scope(stage))
             else:
                 stage.args[name] = self.meta.get(name)
+            if name in stage.env:
+                stage.arg_wins.add(name)
 
     def env(self, stage: Stage, ins: Instr) -> None:
         try:
@@ -209,6 +211,7 @@ class _Loader(RunLoader, CopyLoader):
         except ValueError as exc:
             raise self.error(ins, str(exc)) from None
         stage.env.update(pairs)
+        stage.arg_wins.difference_update(k for k, _ in pairs)
         stage.steps.append(Meta("env", pairs, ins.loc))
 
     def label(self, stage: Stage, ins: Instr) -> None:

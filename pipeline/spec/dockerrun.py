@@ -22,9 +22,11 @@ class RunLoader(LoaderBase):
         if "security" in flags:
             raise self.error(ins, "RUN --security is not supported")
         network = self.value_flag(ins, flags, "network") or "default"
+        if network == "host":  # the sandbox's default network is the build's policy
+            network = "default"
         if network not in ("default", "none"):
             raise self.error(
-                ins, f'RUN --network="{network}" is not supported (use none or default)'
+                ins, f'RUN --network="{network}" is not supported (use none, host or default)'
             )
         mounts = tuple(self.mount(ins, v or "", scope) for v in flags.get("mount", []))
         try:
@@ -45,7 +47,11 @@ class RunLoader(LoaderBase):
             if stage.shell != ("/bin/sh", "-c"):
                 command = (*stage.shell, command)
         env = tuple(
-            sorted((k, v) for k, v in stage.args.items() if v is not None and k not in stage.env)
+            sorted(
+                (k, v)
+                for k, v in stage.args.items()
+                if v is not None and (k not in stage.env or k in stage.arg_wins)
+            )
         )
         assert network in ("default", "none")
         stage.steps.append(Run(command, cast(NetworkMode, network), mounts, env, ins.loc))

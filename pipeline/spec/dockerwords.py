@@ -1,11 +1,12 @@
 """Words, quotes and variables in one Dockerfile instruction's text, by Docker's rules:
-variable expansion (``$X``, ``${X}``, ``${X:-d}``, ``${X:+a}``), word splitting with
-quotes and the escape character, ``--flag`` parsing, JSON (exec form) arrays and
+variable expansion (``$X``, ``${X}``, ``${X:-d}``, ``${X:+a}``, ``${X#p}``, ``${X%s}``),
+word splitting with quotes and the escape character, ``--flag`` parsing, JSON (exec form) arrays and
 ``key=value`` lists. Pure.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Mapping
@@ -106,6 +107,9 @@ class _Word:
 
     def dollar(self) -> str:
         self.take()
+        if self.peek() == "$":  # "$$" (the shell's PID) is never set: BuildKit gives ""
+            self.take()
+            return ""
         if self.peek() != "{":
             name = self.name()
             return self.env.get(name, "") if name else "$"
@@ -119,6 +123,11 @@ class _Word:
             raise ValueError(f"missing '}}' in {self.s!r}")
         if c == "}":
             return value or ""
+        if c in ("#", "%"):
+            longest = self.peek() == c
+            if longest:
+                self.take()
+            return _trim(value or "", self.run(stop="}"), c == "#", longest)
         colon = c == ":"
         op = self.take() if colon else c
         if op not in ("-", "+", "?"):
@@ -132,6 +141,18 @@ class _Word:
         if not present:
             raise ValueError(f"{name}: {word or 'is not set'}")
         return value or ""
+
+
+def _trim(value: str, pattern: str, prefix: bool, longest: bool) -> str:
+    """``${V#p}`` / ``${V##p}`` (a prefix matching the glob ``p`` removed, shortest or
+    longest) and ``${V%s}`` / ``${V%%s}`` (a suffix)."""
+    regex = re.compile(fnmatch.translate(pattern))
+    cuts = range(len(value), -1, -1) if longest else range(len(value) + 1)
+    for n in cuts:
+        part = value[:n] if prefix else value[len(value) - n :]
+        if regex.match(part):
+            return value[n:] if prefix else value[: len(value) - n]
+    return value
 
 
 def expand(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
