@@ -391,6 +391,8 @@ class _Compiler:
                 raise SpecError(step.loc, f"COPY --from={step.from_image}: that image is empty")
             copy_from = source.top
             content = copy_from
+        elif step.inline:
+            content = key_of({"inline": [list(p) for p in step.inline]})
         else:
             content = self.copy_digest(step)
         material = {
@@ -417,5 +419,5 @@ class _Compiler:
             workdir,
             config.user,
             copy_from=copy_from,
-            content="" if copy_from is not None else content,
+            content="" if copy_from is not None or step.inline else content,
         )

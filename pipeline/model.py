@@ -85,7 +85,8 @@ class Copy:
     ``ignore`` is the ignore-file patterns already read for this context; the context
     hasher and the copier both apply them.
 
-    No ``sources`` (and no ``from_image``): Dockerfile WORKDIR's layer, creating
+    ``inline`` (Dockerfile ``COPY <<EOF``): files given by content, ``sources`` their
+    names. No ``sources`` (and no ``from_image``): Dockerfile WORKDIR's layer, creating
     ``dest`` (against the workdir before it) and its missing parents, owned by the
     image's user at that point, as BuildKit does (a layer even when they all exist).
     """
@@ -98,6 +99,7 @@ class Copy:
     chmod: str | None = None
     ignore: tuple[str, ...] = ()
     loc: Location | None = None
+    inline: Pairs = ()  # heredoc files (name, content): the sources, instead of a context
 
 
 MetaField = Literal[

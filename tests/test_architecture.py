@@ -22,7 +22,6 @@ HOMES = {
     "rich": ("pipeline.report",),
     "click": ("pipeline.cli.",),
     "pathspec": ("pipeline.fs.patterns",),
-    "dockerfile_parse": ("pipeline.spec.dockerfile",),
     "plotly": ("pipeline.htmlreport.plots",),
     "dask": ("pipeline.build.cluster",),
     "distributed": ("pipeline.build.cluster",),

@@ -21,6 +21,7 @@ import os
 import posixpath
 import re
 import stat
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,6 +218,19 @@ def image_trees(stack: LayerStack, sources: Sequence[str]) -> list[SourceTree]:
 
 
 # -- options -----------------------------------------------------------------------------
+
+
+def inline_trees(files: Sequence[tuple[str, str]], tmp: Path) -> list[SourceTree]:
+    """One file tree per heredoc ``(name, content)``: 0644 root:root, written into the
+    private directory ``tmp`` to be copied from there."""
+    trees = []
+    for n, (name, content) in enumerate(files):
+        _check_name(name, "heredoc", name)
+        host = tmp / str(n)
+        host.write_text(content, encoding="utf-8")
+        node = SourceNode("", stat.S_IFREG | 0o644, 0, 0, None, str(host))
+        trees.append(SourceTree(name, f"heredoc {name}", (node,)))
+    return trees
 
 
 def parse_chmod(text: str, where: str) -> int:
@@ -455,6 +469,19 @@ def run_copy(
     creates)."""
     if not step.sources and step.from_image is None:
         make_workdir(step.dest, layer_dir, LayerStack(lower), workdir=workdir, user=user)
+        return None
+    if step.inline:
+        with tempfile.TemporaryDirectory(dir=layer_dir.parent, prefix="heredoc-") as tmp:
+            copy_step(
+                inline_trees(step.inline, Path(tmp)),
+                step.dest,
+                layer_dir,
+                LayerStack(lower),
+                workdir=workdir,
+                chown=step.chown,
+                chmod=step.chmod,
+                source_count=len(step.sources),
+            )
         return None
     if step.from_image is not None:
         if from_layers is None:

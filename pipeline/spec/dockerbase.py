@@ -19,9 +19,11 @@ from pipeline.model import BaseRef, ImageDef, Step
 from pipeline.oci.config import DEFAULT_PATH
 from pipeline.oci.platform import platform_args
 from pipeline.spec.dockercontexts import NamedContext
+from pipeline.spec.dockerlines import Heredoc
 from pipeline.spec.dockerwords import expand, split_flags
 
 HEREDOC = re.compile(r"^\d*<<-?[^<]+$")
+"""A word that is a heredoc marker (``<<EOF``, ``<<-EOF``, ``<<"EOF"``)."""
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Instr:
     word: str
     value: str
     loc: Location
+    heredocs: tuple[Heredoc, ...] = ()
 
 
 class LoaderBase:

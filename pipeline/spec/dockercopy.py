@@ -5,13 +5,14 @@ build context."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from pipeline.errors import SpecError, UnsafePathError, did_you_mean
 from pipeline.fs.context import ContextError, check_sources, looks_like_archive, select
-from pipeline.model import Copy
+from pipeline.model import Copy, Pairs
 from pipeline.spec.dockerbase import HEREDOC, Instr, LoaderBase, Stage
 from pipeline.spec.dockercontexts import context_copy
-from pipeline.spec.dockerwords import json_array
+from pipeline.spec.dockerwords import expand_variables, json_array
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|git@)")
 _OCTAL = re.compile(r"^[0-7]{3,4}$")
@@ -31,8 +32,7 @@ class CopyLoader(LoaderBase):
         if "link" in flags and flags["link"][0] not in (None, "true", "false"):
             raise self.error(ins, f'{ins.word}: flag "--link" takes no value')
         scope = self.scope(stage)
-        if any(HEREDOC.match(w) for w in rest.split()):
-            raise self.error(ins, f"{ins.word}: heredocs are not supported")
+        inline = self.heredoc_files(ins, rest, scope)
         try:
             words = json_array(rest)
         except ValueError as exc:
@@ -50,6 +50,14 @@ class CopyLoader(LoaderBase):
         if chmod is not None and not _OCTAL.match(chmod):
             raise self.error(ins, f'{ins.word} --chmod="{chmod}": expected an octal mode like 0755')
         src_from = self.value_flag(ins, flags, "from")
+        if inline:
+            if src_from is not None or len(inline) != len(sources):
+                raise self.error(
+                    ins, f"{ins.word}: heredocs mixed with other sources are not supported"
+                )
+            names = tuple(name for name, _ in inline)
+            stage.steps.append(Copy(names, dest, "", None, chown, chmod, (), ins.loc, inline))
+            return
         if src_from is not None:
             name = self.sub(ins, src_from, scope)
             if name in self.contexts:
@@ -73,6 +81,22 @@ class CopyLoader(LoaderBase):
         stage.steps.append(
             Copy(sources, dest, str(self.context), None, chown, chmod, self.ignore(), ins.loc)
         )
+
+    def heredoc_files(self, ins: Instr, rest: str, scope: Mapping[str, str]) -> Pairs:
+        """``(name, content)`` of each heredoc of a COPY/ADD: an unquoted one's content
+        is variable-expanded (not quote-processed), as BuildKit does."""
+        out = []
+        for doc in ins.heredocs:
+            content = doc.body
+            if doc.expand:
+                try:
+                    content = expand_variables(content, scope)
+                except ValueError as exc:
+                    raise self.error(ins, f"{ins.word}: heredoc {doc.name}: {exc}") from None
+            out.append((doc.name, content))
+        if not out and any(HEREDOC.match(w) for w in rest.split()):
+            raise self.error(ins, f"{ins.word}: a heredoc marker without its heredoc")
+        return tuple(out)
 
     def check_sources(self, ins: Instr, sources: tuple[str, ...], is_add: bool) -> None:
         """Located errors for sources the context cannot provide; for ADD, refuse a

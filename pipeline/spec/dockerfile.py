@@ -1,7 +1,7 @@
 """Dockerfiles as ImageDefs: ``app "x" { dockerfile = "..." }`` joins the fleet's DAG.
 
-The file is split into instructions by ``dockerfile-parse`` (lines, continuations,
-comments, the ``escape`` directive). This module and its helpers (:mod:`.dockerbase`,
+The file is split into instructions by :mod:`.dockerlines` (lines, continuations,
+comments, heredocs; the ``escape`` directive). This module and its helpers (:mod:`.dockerbase`,
 :mod:`.dockerrun`, :mod:`.dockercopy`, :mod:`.dockermeta`) give each instruction
 Docker's meaning: flags, JSON (exec) versus shell form, quoting, ``$VAR``
 substitution, ARG scoping and stages. Each stage becomes one ``ImageDef``; the last
@@ -14,12 +14,9 @@ What is supported and every known difference from BuildKit: ``docs/dockerfile.md
 from __future__ import annotations
 
 import contextlib
-import io
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-
-from dockerfile_parse import DockerfileParser
 
 from pipeline.errors import Location, SpecError, did_you_mean
 from pipeline.limits import current as current_limits
@@ -29,6 +26,7 @@ from pipeline.spec import dockermeta
 from pipeline.spec.dockerbase import Instr, Stage
 from pipeline.spec.dockercontexts import NamedContext, context_image, up_to_stage
 from pipeline.spec.dockercopy import CopyLoader
+from pipeline.spec.dockerlines import split_lines
 from pipeline.spec.dockerrun import RunLoader
 from pipeline.spec.dockerwords import (
     NAME_CHARS,
@@ -367,15 +365,14 @@ def load_dockerfile(
         raise SpecError(
             Location(str(path)), f"not UTF-8 text (byte {exc.start})", block=block
         ) from None
-    parser = DockerfileParser(fileobj=io.BytesIO(data), env_replace=False)
+    escape = escape_char(text)
     instrs = [
-        Instr(i["instruction"], i["value"], Location(str(path), i["startline"] + 1, 1))
-        for i in parser.structure
-        if i["instruction"] != "COMMENT"
+        Instr(ln.word, ln.value, Location(str(path), ln.line + 1, 1), ln.heredocs)
+        for ln in split_lines(text, escape)
     ]
     if not instrs:
         raise SpecError(Location(str(path)), "empty Dockerfile (no instructions)", block=block)
     instrs = up_to_stage(instrs, target, loc, block) if target is not None else instrs
-    images = _Loader(path, app_id, context, build_args, escape_char(text), contexts).load(instrs)
+    images = _Loader(path, app_id, context, build_args, escape, contexts).load(instrs)
     last = images[-1]
     return (*images[:-1], ImageDef(last.id, last.base, last.steps, tuple(tags), True, last.loc))

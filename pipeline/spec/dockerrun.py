@@ -42,9 +42,9 @@ class RunLoader(LoaderBase):
             command = rest.strip()
             if not command:
                 raise self.error(ins, "RUN needs a command")
-            if any(HEREDOC.match(w) for w in command.split()):
-                raise self.error(ins, "RUN: heredocs are not supported")
-            if stage.shell != ("/bin/sh", "-c"):
+            if ins.heredocs:
+                command = self.heredoc_command(ins, command, stage.shell)
+            elif stage.shell != ("/bin/sh", "-c"):
                 command = (*stage.shell, command)
         env = tuple(
             sorted(
@@ -55,6 +55,24 @@ class RunLoader(LoaderBase):
         )
         assert network in ("default", "none")
         stage.steps.append(Run(command, cast(NetworkMode, network), mounts, env, ins.loc))
+
+    def heredoc_command(
+        self, ins: Instr, command: str, shell: tuple[str, ...]
+    ) -> str | tuple[str, ...]:
+        """RUN with heredocs, as BuildKit runs it: ``RUN <<EOF`` alone runs the body
+        with the shell (a body starting with ``#!`` runs with that interpreter);
+        otherwise the shell gets the command with the heredocs after it."""
+        if len(ins.heredocs) == 1 and HEREDOC.match(command):
+            body = ins.heredocs[0].body
+            if body.startswith("#!"):
+                first = body.split("\n", 1)[0][2:].strip()
+                interpreter = tuple(first.split(None, 1))
+                if not interpreter:
+                    raise self.error(ins, "RUN: the heredoc's #! line names no interpreter")
+                return (*interpreter, "-c", body)
+            return body if shell == ("/bin/sh", "-c") else (*shell, body)
+        full = command + "".join(f"\n{h.body}{h.name}" for h in ins.heredocs)
+        return full if shell == ("/bin/sh", "-c") else (*shell, full)
 
     def mount(self, ins: Instr, spec: str, scope: Mapping[str, str]) -> Mount:
         try:

@@ -166,6 +166,30 @@ def expand(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
     return _Word(text, env, escape).run()
 
 
+class _Heredoc(_Word):
+    """Variables only: quotes are literal; a backslash escapes ``$``, ``\\`` and ``` ` ```."""
+
+    def run(self, stop: str = "") -> str:
+        if stop:
+            return super().run(stop)
+        out: list[str] = []
+        while (c := self.peek()) != "":
+            if c == "$":
+                out.append(self.dollar())
+            elif c == "\\" and self.s[self.i + 1 : self.i + 2] in ("$", "\\", "`"):
+                self.take()
+                out.append(self.take())
+            else:
+                out.append(self.take())
+        return "".join(out)
+
+
+def expand_variables(text: str, env: Mapping[str, str]) -> str:
+    """A heredoc's text with ``$VAR`` and ``${...}`` substituted, as a shell expands an
+    unquoted heredoc (quotes kept). Raises ValueError on a bad substitution."""
+    return _Heredoc(text, env, "\\").run() if "$" in text or "\\" in text else text
+
+
 def split_words(text: str, escape: str = "\\") -> list[str]:
     """Split at unquoted whitespace, keeping quotes and escapes in the words (for
     ``KEY=VALUE`` lists: each side is then processed with ``expand``). An escape or
