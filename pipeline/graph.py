@@ -405,6 +405,7 @@ class _Compiler:
                 "chmod": step.chmod,
                 "content": content,
                 "from": copy_from is not None,
+                **({"unpack": True} if step.unpack else {}),
             },
             "workdir": workdir,
             "epoch": self.epoch,

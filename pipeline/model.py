@@ -100,6 +100,7 @@ class Copy:
     ignore: tuple[str, ...] = ()
     loc: Location | None = None
     inline: Pairs = ()  # heredoc files (name, content): the sources, instead of a context
+    unpack: bool = False  # Dockerfile ADD: a local tar source is unpacked into dest
 
 
 MetaField = Literal[

@@ -459,3 +459,29 @@ def test_big_file_copies_exactly(tmp_path: Path, stack: LayerStack) -> None:
     layer = tmp_path / "layer"
     do_copy(tmp_path / "ctx", stack, layer, ["big"], "/big")
     assert (layer / "big").read_bytes() == data
+
+
+def test_add_unpacks_archives_by_content_and_copies_other_files(
+    tmp_path: Path, stack: LayerStack
+) -> None:
+    import io
+    import tarfile
+
+    ctx = tmp_path / "addctx"
+    ctx.mkdir()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("top/hello.txt")
+        info.size, info.mode, info.uid, info.gid = 2, 0o640, 5, 6
+        tar.addfile(info, io.BytesIO(b"hi"))
+    (ctx / "bundle.bin").write_bytes(buf.getvalue())  # content decides, not the name
+    write(ctx / "plain.tar.gz", "not really a tarball\n")
+    step = Copy(("bundle.bin", "plain.tar.gz"), "/opt/new/", str(ctx), unpack=True)
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    digest = run_copy(step, layer, stack.layers, None, "/")
+    assert digest is not None and digest.startswith("sha256:")
+    assert (layer / "opt" / "new" / "top" / "hello.txt").read_bytes() == b"hi"
+    assert meta(layer / "opt" / "new" / "top" / "hello.txt") == ("0o640", 5, 6)
+    assert (layer / "opt" / "new" / "plain.tar.gz").read_text() == "not really a tarball\n"
+    assert not (layer / "opt" / "new" / "bundle.bin").exists()

@@ -141,29 +141,16 @@ def test_missing_context_is_located_at_the_copy(tmp_path: Path) -> None:
     )
 
 
-def test_add_of_a_local_archive_is_refused_but_other_files_are_copies(tmp_path: Path) -> None:
+def test_add_of_a_local_file_is_an_unpacking_copy(tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("hello.txt")
-        info.size = 2
-        tar.addfile(info, io.BytesIO(b"hi"))
-    (ctx / "bundle.bin").write_bytes(buf.getvalue())  # content decides, not the name
     (ctx / "plain.tar.gz").write_bytes(b"not really a tarball\n")
     path = tmp_path / "Dockerfile"
-    path.write_text("FROM alpine\nADD plain.tar.gz /a/\nADD bundle.bin /b/\n")
-    with pytest.raises(SpecError) as info_:
-        _load(path, context=ctx)
-    assert str(info_.value) == (
-        f'{path}:3:1: app "t": ADD of a local archive is not supported ("bundle.bin" would be '
-        "unpacked); use COPY to copy it as a file, or unpack it in a RUN step"
-    )
-    path.write_text("FROM alpine\nADD plain.tar.gz /a/\n")
+    path.write_text("FROM alpine\nADD plain.tar.gz /a/\nCOPY plain.tar.gz /b/\n")
     (image,) = _load(path, context=ctx)
-    assert image.steps == (
-        Copy(("plain.tar.gz",), "/a/", str(ctx), None, None, None, (), Location(str(path), 2, 1)),
-    )
+    add, copy = image.steps
+    assert isinstance(add, Copy) and add.unpack and add.sources == ("plain.tar.gz",)
+    assert isinstance(copy, Copy) and not copy.unpack
 
 
 def test_escape_directive_changes_the_escape_character(tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.errors import UnsafePathError
-from pipeline.fs.context import Entry, select
+from pipeline.fs import addtar
+from pipeline.fs.context import Entry, looks_like_archive, select
 from pipeline.fs.contexthash import digest_entries
 from pipeline.fs.layerstack import LayerStack, LayerStackError, join_parts, split_path
 from pipeline.fs.layerwriter import DEFAULT_DIR_MODE, CopyError, LayerWriter, Meta
@@ -443,6 +444,47 @@ def make_workdir(
         writer.close()
 
 
+def _add_step(
+    step: Copy, layer_dir: Path, stack: LayerStack, workdir: str, selection: Sequence[Entry]
+) -> str:
+    """ADD from the build context: local tar archives (top-level file sources that are
+    archives) are unpacked into ``dest`` (always a directory), the rest copied as COPY
+    does, first. Returns the content digest, as :func:`run_copy` does."""
+    archives = [e for e in selection if e.top and e.kind == "file" and looks_like_archive(e.path)]
+    others = [e for e in selection if e not in archives]
+    copied: dict[str, str] = {}
+    if others:
+        copied = copy_step(
+            entry_trees(others),
+            step.dest,
+            layer_dir,
+            stack,
+            workdir=workdir,
+            chown=step.chown,
+            chmod=step.chmod,
+            source_count=len(step.sources),
+            hash_files=True,
+        )
+    if archives:
+        target, _ = dest_path(step.dest, workdir)
+        owner = resolve_owner(step.chown, stack, target) if step.chown is not None else None
+        resolved = stack.resolve(target)
+        base = split_path(resolved)
+        for name in base:
+            _check_name(name, "ADD destination", resolved)
+        writer = LayerWriter(layer_dir, False)
+        try:
+            _make_parents(writer, base, stack, owner)
+            writer.finish()
+        finally:
+            writer.close()
+        dest_dir = layer_dir.joinpath(*base)
+        for entry in archives:
+            copied[str(entry.path)] = addtar.file_digest(entry.path)
+            addtar.unpack(entry.path, dest_dir, f"ADD {entry.source}")
+    return digest_entries(selection, lambda entry: copied.get(str(entry.path), "not copied"))
+
+
 def run_copy(
     step: Copy,
     layer_dir: Path,
@@ -491,6 +533,8 @@ def run_copy(
     else:
         if selection is None:
             selection = select(Path(step.context), step.sources, step.ignore)
+        if step.unpack:
+            return _add_step(step, layer_dir, LayerStack(lower), workdir, selection)
         trees = entry_trees(selection)
     copied = copy_step(
         trees,

@@ -87,6 +87,9 @@ class _Extractor:
         self.skipped: list[str] = []
         self.notes: list[str] = []
         self.chown_ok = True
+        self.add = False  # Dockerfile ADD semantics (see extract_layer)
+        self.implicit_owner = (0, 0)  # owner of the directory made for a member's parent
+        self.implicit_parent: tuple[bytes, ...] = ()
         self.unpacked = 0  # file bytes written
         self.unchecked = 0  # bytes written since free space was last checked
 
@@ -166,6 +169,9 @@ class _Extractor:
             if not create:
                 raise _Refused(f"'{os.fsdecode(b'/'.join(parts))}' does not exist") from None
             os.mkdir(name, 0o755, dir_fd=parent)
+            if parts == self.implicit_parent and self.implicit_owner != (0, 0):
+                uid, gid = self.implicit_owner
+                self.owner(lambda: os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False))
             return os.open(name, _DIR_FLAGS, dir_fd=parent)
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
@@ -256,7 +262,7 @@ def _mtime_ns(member: TarEntry) -> int:
 
 
 def extract_layer(
-    stream: BinaryIO, dest: Path, where: str, limits: Limits | None = None
+    stream: BinaryIO, dest: Path, where: str, limits: Limits | None = None, *, add: bool = False
 ) -> ExtractReport:
     """Extract one layer tar from ``stream`` into directory ``dest`` in overlay format.
 
@@ -282,11 +288,16 @@ def extract_layer(
     default :func:`pipeline.limits.current`: entries, path length and depth, header
     size, unpacked bytes, free disk space, decompression ratio) raise StoreError
     naming the entry; so does a write the filesystem refuses (a full disk).
+
+    ``add`` (Dockerfile ADD of a local archive, as BuildKit unpacks it): a hard link's
+    own header mode and owner are applied to the inode it shares, and a directory made
+    for an entry's missing parent takes that entry's owner (higher ones stay root's).
     """
     limits = limits or current()
     dest.mkdir(parents=True, exist_ok=True)
     root_fd = os.open(dest, _DIR_FLAGS)
     ex = _Extractor(root_fd, where, limits)
+    ex.add = add
     try:
         hashing = HashingReader(raw_decompressed(stream, where, limits)[0], where)
         count = _extract_members(ex, hashing, where)
@@ -332,6 +343,8 @@ def _apply_dir_times(ex: _Extractor) -> None:
 
 def _extract_member(ex: _Extractor, reader: TarReader, m: TarEntry) -> None:
     parts = _split(m.name)
+    if ex.add:
+        ex.implicit_owner, ex.implicit_parent = (m.uid, m.gid), parts[:-1]
     shown = shown_name(os.fsdecode(b"/".join(parts)) or ".")
     if not parts:
         if m.isdir():
@@ -468,5 +481,9 @@ def _hardlink(ex: _Extractor, m: TarEntry, parts: tuple[bytes, ...], shown: str)
             os.link(tparts[-1], parts[-1], src_dir_fd=tfd, dst_dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:  # the target went with the entry it replaced
             raise _Refused(f"hardlink target {m.linkname!r} is gone") from None
+        if ex.add and not stat.S_ISLNK(tst.st_mode):
+            name = parts[-1]
+            ex.owner(lambda: os.chown(name, m.uid, m.gid, dir_fd=parent, follow_symlinks=False))
+            os.chmod(name, m.mode & 0o7777, dir_fd=parent)
     finally:
         os.close(tfd)

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 
 from pipeline.errors import SpecError, UnsafePathError, did_you_mean
-from pipeline.fs.context import ContextError, check_sources, looks_like_archive, select
+from pipeline.fs.context import ContextError, check_sources
 from pipeline.model import Copy, Pairs
 from pipeline.spec.dockerbase import HEREDOC, Instr, LoaderBase, Stage
 from pipeline.spec.dockercontexts import context_copy
@@ -77,9 +77,10 @@ class CopyLoader(LoaderBase):
                         "network policy (builds are offline); add the file to the build "
                         "context or download it in a RUN step",
                     )
-        self.check_sources(ins, sources, is_add)
+        self.check_sources(ins, sources)
+        context, ignore = str(self.context), self.ignore()
         stage.steps.append(
-            Copy(sources, dest, str(self.context), None, chown, chmod, self.ignore(), ins.loc)
+            Copy(sources, dest, context, None, chown, chmod, ignore, ins.loc, unpack=is_add)
         )
 
     def heredoc_files(self, ins: Instr, rest: str, scope: Mapping[str, str]) -> Pairs:
@@ -98,20 +99,10 @@ class CopyLoader(LoaderBase):
             raise self.error(ins, f"{ins.word}: a heredoc marker without its heredoc")
         return tuple(out)
 
-    def check_sources(self, ins: Instr, sources: tuple[str, ...], is_add: bool) -> None:
-        """Located errors for sources the context cannot provide; for ADD, refuse a
-        local archive that Docker would unpack."""
+    def check_sources(self, ins: Instr, sources: tuple[str, ...]) -> None:
+        """Located errors for sources the context cannot provide."""
         try:
-            if not is_add:
-                check_sources(self.context, sources, self.ignore())
-                return
-            for e in select(self.context, sources, self.ignore()):
-                if e.top and e.kind == "file" and looks_like_archive(e.path):
-                    raise self.error(
-                        ins,
-                        f'ADD of a local archive is not supported ("{e.source}" would be '
-                        "unpacked); use COPY to copy it as a file, or unpack it in a RUN step",
-                    )
+            check_sources(self.context, sources, self.ignore())
         except ContextError as exc:
             raise exc.at(ins.loc, self.block, ins.word) from None
         except UnsafePathError as exc:
