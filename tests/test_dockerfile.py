@@ -9,9 +9,7 @@ placeholders. All of them use ``cases/dockerfiles/context`` as the build context
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 from typing import Any
 
