@@ -18,6 +18,7 @@ import pytest
 from pipeline.errors import Location, SpecError
 from pipeline.model import Copy, ImageDef, Meta, Run
 from pipeline.oci import platform as oci_platform
+from pipeline.oci.config import DEFAULT_PATH
 from pipeline.spec.dockerfile import load_dockerfile
 from pipeline.spec.dockerwords import expand, split_flags, split_words
 
@@ -151,14 +152,20 @@ def test_add_of_a_local_file_is_an_unpacking_copy(tmp_path: Path) -> None:
     assert isinstance(copy, Copy) and not copy.unpack
 
 
+def scratch_config(loc: Location) -> tuple[Meta, Meta]:
+    """What FROM scratch starts with, as in BuildKit: the default PATH and WorkingDir /."""
+    return (Meta("env", (("PATH", DEFAULT_PATH),), loc), Meta("workdir", "/", loc))
+
+
 def test_escape_directive_changes_the_escape_character(tmp_path: Path) -> None:
     path = tmp_path / "Dockerfile"
     path.write_text("# escape=`\nFROM scratch\nENV A=`$HOME B=C:\\dir\nRUN dir `\n  /w\n")
     (image,) = _load(path)
-    assert image.steps[0] == Meta(
+    assert image.steps[:2] == scratch_config(Location(str(path), 2, 1))
+    assert image.steps[2] == Meta(
         "env", (("A", "$HOME"), ("B", "C:\\dir")), Location(str(path), 3, 1)
     )
-    assert image.steps[1] == Run("dir   /w", loc=Location(str(path), 4, 1))
+    assert image.steps[3] == Run("dir   /w", loc=Location(str(path), 4, 1))
 
 
 def test_byte_order_mark_and_lowercase_instructions(tmp_path: Path) -> None:
@@ -166,7 +173,7 @@ def test_byte_order_mark_and_lowercase_instructions(tmp_path: Path) -> None:
     path.write_bytes(b'\xef\xbb\xbffrom scratch\ncmd ["a"]\n')
     (image,) = _load(path)
     assert image.base.kind == "scratch"
-    assert [s.value for s in image.steps if isinstance(s, Meta)] == [("a",)]
+    assert [s.value for s in image.steps[2:] if isinstance(s, Meta)] == [("a",)]
 
 
 def test_platform_flag_of_this_machine_is_accepted_others_refused(
@@ -214,6 +221,8 @@ def test_every_location_points_at_its_instruction(path: Path) -> None:
                 assert word == "RUN"
             elif isinstance(step, Copy):
                 assert word in (("COPY", "ADD") if step.sources else ("WORKDIR",))
+            elif step.loc == image.loc:
+                assert step in scratch_config(image.loc) and image.base.kind == "scratch"
             else:
                 assert word == WORD_OF_META[step.field]
 

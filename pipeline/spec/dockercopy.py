@@ -9,13 +9,15 @@ from collections.abc import Mapping
 
 from pipeline.errors import SpecError, UnsafePathError, did_you_mean
 from pipeline.fs.context import ContextError, check_sources
-from pipeline.model import Copy, Pairs
+from pipeline.fs.patterns import DOCKER_RULES
+from pipeline.model import Copy, ImageDef, Pairs, classify_ref
 from pipeline.spec.dockerbase import HEREDOC, Instr, LoaderBase, Stage
 from pipeline.spec.dockercontexts import context_copy
 from pipeline.spec.dockerwords import expand_variables, json_array
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|git@)")
 _OCTAL = re.compile(r"^[0-7]{3,4}$")
+_IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 
 
 class CopyLoader(LoaderBase):
@@ -24,8 +26,8 @@ class CopyLoader(LoaderBase):
     def copy(self, stage: Stage, ins: Instr) -> None:
         is_add = ins.word == "ADD"
         allowed = ("chown", "chmod", "link") if is_add else ("from", "chown", "chmod", "link")
-        unsupported = ("checksum", "keep-git-dir", "exclude") if is_add else ("parents", "exclude")
-        flags, rest = self.flags(ins, allowed + unsupported)
+        unsupported = ("checksum", "keep-git-dir") if is_add else ("parents",)
+        flags, rest = self.flags(ins, (*allowed, "exclude", *unsupported), ("exclude",))
         for name in unsupported:
             if name in flags:
                 raise self.error(ins, f"{ins.word} --{name} is not supported")
@@ -77,8 +79,18 @@ class CopyLoader(LoaderBase):
                         "network policy (builds are offline); add the file to the build "
                         "context or download it in a RUN step",
                     )
-        self.check_sources(ins, sources)
-        context, ignore = str(self.context), self.ignore()
+        ignore = self.ignore()
+        excludes = tuple(self.sub(ins, v or "", scope) for v in flags.get("exclude", []))
+        if any(not e for e in excludes):
+            raise self.error(ins, f'{ins.word}: flag "--exclude" needs a value')
+        if excludes:  # Docker's pattern rules, like .dockerignore's
+            if ignore and ignore[0] != DOCKER_RULES:
+                raise self.error(
+                    ins, f"{ins.word} --exclude together with a .pipelineignore is not supported"
+                )
+            ignore = (DOCKER_RULES, *ignore[1:], *excludes)
+        self.check_sources(ins, sources, ignore)
+        context = str(self.context)
         stage.steps.append(
             Copy(sources, dest, context, None, chown, chmod, ignore, ins.loc, unpack=is_add)
         )
@@ -99,10 +111,10 @@ class CopyLoader(LoaderBase):
             raise self.error(ins, f"{ins.word}: a heredoc marker without its heredoc")
         return tuple(out)
 
-    def check_sources(self, ins: Instr, sources: tuple[str, ...]) -> None:
+    def check_sources(self, ins: Instr, sources: tuple[str, ...], ignore: tuple[str, ...]) -> None:
         """Located errors for sources the context cannot provide."""
         try:
-            check_sources(self.context, sources, self.ignore())
+            check_sources(self.context, sources, ignore)
         except ContextError as exc:
             raise exc.at(ins.loc, self.block, ins.word) from None
         except UnsafePathError as exc:
@@ -115,7 +127,8 @@ class CopyLoader(LoaderBase):
             raise self.error(ins, exc.message) from None
 
     def stage_ref(self, stage: Stage, ins: Instr, ref: str) -> str:
-        """The ImageDef id of an earlier stage named by ``COPY --from``."""
+        """The ImageDef id of an earlier stage named by ``COPY --from``, or of an
+        image (any other reference, made into ``extra`` as an image with no steps)."""
         index: int | None = None
         if ref.isdigit():
             index = int(ref)
@@ -127,11 +140,15 @@ class CopyLoader(LoaderBase):
             return self.stage_id(self.stages[index], last=False)
         if index is not None:
             raise self.error(ins, f"COPY --from={ref}: only an earlier stage can be copied from")
-        if any(c in ref for c in ":/@"):
+        names = [s.name for s in self.stages[: stage.index] if s.name]
+        hint = did_you_mean(ref, names)
+        if not _IMAGE_REF.match(ref) or (hint and not any(c in ref for c in ":/@")):
             raise self.error(
                 ins,
-                f"COPY --from={ref}: copying from an image that is not a stage of this "
-                "Dockerfile is not supported",
+                f"COPY --from={ref}: no such stage",
+                hint=hint,
             )
-        names = [s.name for s in self.stages[: stage.index] if s.name]
-        raise self.error(ins, f"COPY --from={ref}: no such stage", hint=did_you_mean(ref, names))
+        image_id = f"{self.app_id}/image/{ref}"  # an image, resolved like FROM
+        if image_id not in self.extra:
+            self.extra[image_id] = ImageDef(image_id, classify_ref(ref, ins.loc), loc=ins.loc)
+        return image_id

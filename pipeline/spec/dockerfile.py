@@ -22,6 +22,7 @@ from pipeline.errors import Location, SpecError, did_you_mean
 from pipeline.limits import current as current_limits
 from pipeline.limits import over
 from pipeline.model import BaseRef, Copy, ImageDef, Meta, MetaField, classify_ref
+from pipeline.oci.config import DEFAULT_PATH
 from pipeline.spec import dockermeta
 from pipeline.spec.dockerbase import Instr, Stage
 from pipeline.spec.dockercontexts import NamedContext, context_image, up_to_stage
@@ -166,6 +167,10 @@ class _Loader(RunLoader, CopyLoader):
         if name:
             self.by_name[name] = stage.index
         self.stages.append(stage)
+        if base.kind == "scratch":  # BuildKit's empty image config
+            stage.env["PATH"] = DEFAULT_PATH
+            stage.steps.append(Meta("env", (("PATH", DEFAULT_PATH),), ins.loc))
+            stage.steps.append(Meta("workdir", "/", ins.loc))
         if parent is not None:
             stage.shell = parent.shell
             if parent.onbuild:
